@@ -1,0 +1,1 @@
+"""The `deepfake` command line: thin adapters over shared/, web/ and worker/."""

@@ -1,0 +1,50 @@
+"""Entry point of the `deepfake` console script.
+
+Each area registers its own subcommands; registration imports nothing heavy, so
+`deepfake web` never loads torch. Handlers import what they need when they run.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# Modules that define `register(subparsers)`; missing ones are skipped so the CLI
+# grows with the issues without breaking.
+COMMAND_MODULES = (
+    "cli.analyze",
+    "cli.weights",
+    "cli.service",
+    "cli.client",
+    "cli.training",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepfake", description="Deepfake video detection.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    from cli.errors import run_handler
+
+    return run_handler(args.handler, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

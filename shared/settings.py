@@ -1,0 +1,72 @@
+"""The one settings object, read from the environment in one place and passed in."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about the service and the engine.
+
+    Relative paths are taken relative to the working directory, as a user would expect
+    from a command-line tool.
+    """
+
+    weights_dir: Path = Path("weights")
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    max_upload_mb: int = 4096
+    secret_key: str | None = None
+    device: str = "auto"
+    owner: str = "local"
+    worker_queues: tuple[str, ...] = ("analysis",)
+    job_max_attempts: int = 3
+    heartbeat_timeout_s: int = 120
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        queues = tuple(q for q in env.get("WORKER_QUEUES", "analysis").split(",") if q)
+        return cls(
+            weights_dir=Path(env.get("WEIGHTS_DIR", "weights")),
+            data_dir=Path(env.get("DATA_DIR", "var")),
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            max_upload_mb=_int(env, "MAX_UPLOAD_MB", 4096),
+            secret_key=env.get("SECRET_KEY") or None,
+            device=env.get("DEVICE", "auto"),
+            owner=env.get("DEFAULT_OWNER", "local"),
+            worker_queues=queues or ("analysis",),
+            job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
+            heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
+        )
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def effective_database_url(self) -> str:
+        """DATABASE_URL, or the embedded SQLite file under DATA_DIR."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'deepfake.db').resolve()}"
