@@ -40,3 +40,37 @@ class FrameBatch:
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """The FAKE probability of one window of `sequence_length` analysed frames of one track.
+
+    Frame indices are source-video indices, `end_frame` inclusive.
+    """
+
+    track_id: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    fake_probability: float
+
+    def to_dict(self) -> dict:
+        return {
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "start_s": round(self.start_s, 4),
+            "end_s": round(self.end_s, 4),
+            "fake_probability": self.fake_probability,
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported by the pipeline after each batch: frames decoded so far, the estimated total,
+    and the windows scored since the previous report (so a job can show a partial timeline)."""
+
+    frames_done: int
+    frames_total: int
+    windows: tuple[WindowScore, ...] = ()
