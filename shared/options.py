@@ -1,0 +1,123 @@
+"""Analysis options: the settings a user may choose per analysis (CLI flags, API form fields).
+
+Torch-free on purpose so the web app validates a job's parameters before enqueueing it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from shared.model.errors import InvalidOptionsError
+
+FACE_DETECTORS = ("auto", "retinaface", "opencv", "none")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+AGGREGATIONS = ("mean", "median", "max", "top_quartile")
+_WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Every engine setting of one analysis; `None` means "the checkpoint's own value".
+
+    `weights` is a checkpoint file name inside WEIGHTS_DIR (the CLI may also pass a path).
+    """
+
+    weights: str | None = None
+    sequence_length: int | None = None
+    window_stride: int | None = None
+    frame_stride: int = 1
+    detect_every: int = 5
+    face_detector: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 32
+    threshold: float | None = None
+    aggregation: str = "mean"
+    uncertain_band: float = 0.05
+    crop_margin: float = 0.0
+    detect_max_side: int = 640
+    min_track_frames: int = 8
+    heatmaps: int = 3
+
+    def __post_init__(self) -> None:
+        _check_range("sequence_length", self.sequence_length, 1, 1000, optional=True)
+        _check_range("window_stride", self.window_stride, 1, 1000, optional=True)
+        _check_range("frame_stride", self.frame_stride, 1, 1000)
+        _check_range("detect_every", self.detect_every, 1, 1000)
+        _check_range("batch_size", self.batch_size, 1, 1024)
+        _check_range("detect_max_side", self.detect_max_side, 64, 4096)
+        _check_range("min_track_frames", self.min_track_frames, 1, 100000)
+        _check_range("heatmaps", self.heatmaps, 0, 20)
+        _check_choice("face_detector", self.face_detector, FACE_DETECTORS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        _check_fraction("threshold", self.threshold, optional=True)
+        _check_fraction("uncertain_band", self.uncertain_band, upper=0.5)
+        _check_fraction("crop_margin", self.crop_margin, upper=2.0)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, allow_paths: bool = False) -> "AnalysisOptions":
+        """Build from strings or JSON values (form fields, job parameters); unknown keys are an error.
+
+        `allow_paths=False` (the web) accepts only a plain file name for `weights`.
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InvalidOptionsError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        values: dict[str, Any] = {}
+        for name, raw in data.items():
+            if raw is None or raw == "":
+                continue
+            values[name] = _coerce(name, raw, _default_type(cls, name))
+        weights = values.get("weights")
+        if weights is not None and not allow_paths and not _WEIGHTS_NAME.match(weights):
+            raise InvalidOptionsError("weights must be a checkpoint file name in the weights directory, not a path")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _default_type(cls: type, name: str) -> type:
+    return {
+        "weights": str, "face_detector": str, "device": str, "precision": str, "aggregation": str,
+        "threshold": float, "uncertain_band": float, "crop_margin": float,
+    }.get(name, int)
+
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    if kind is str:
+        return str(raw).strip()
+    if isinstance(raw, bool):
+        raise InvalidOptionsError(f"{name} must be a number, got {raw!r}")
+    try:
+        if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(str(raw).strip()) if not isinstance(raw, (int, float)) else int(raw)
+        return float(raw)
+    except (TypeError, ValueError):
+        raise InvalidOptionsError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+
+
+def _check_range(name: str, value: int | None, low: int, high: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidOptionsError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidOptionsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_fraction(name: str, value: float | None, *, optional: bool = False, upper: float = 1.0) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= upper:
+        raise InvalidOptionsError(f"{name} must be a number from 0 to {upper}, got {value!r}")
