@@ -1,0 +1,106 @@
+"""`deepfake analyze VIDEO`: run the engine on one local video and print the verdict."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.options import AGGREGATIONS, DEVICES, FACE_DETECTORS, PRECISIONS
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("analyze", help="analyse one video file",
+                                   description="Analyse every frame of a local video for face manipulation.")
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--weights", help="checkpoint path or file name in WEIGHTS_DIR (default: picked by name)")
+    parser.add_argument("--sequence-length", type=int, help="frames per window (default: the checkpoint's)")
+    parser.add_argument("--window-stride", type=int, help="frames between window starts (default: half a window)")
+    parser.add_argument("--frame-stride", type=int, default=1, help="analyse every N-th frame (default 1: all)")
+    parser.add_argument("--detect-every", type=int, default=5, help="run the face detector every K-th analysed frame")
+    parser.add_argument("--face-detector", choices=FACE_DETECTORS, default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threshold", type=float, help="FAKE threshold (default: the checkpoint's)")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean")
+    parser.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
+    parser.add_argument("--artifacts-dir", type=Path, help="write heatmaps and face thumbnails here")
+    parser.add_argument("--plot", type=Path, help="write a timeline chart (PNG) of fake probability per face")
+    parser.set_defaults(handler=run)
+
+
+def _options(args: argparse.Namespace):
+    from shared.options import AnalysisOptions
+
+    return AnalysisOptions.from_mapping({
+        "weights": args.weights, "sequence_length": args.sequence_length, "window_stride": args.window_stride,
+        "frame_stride": args.frame_stride, "detect_every": args.detect_every,
+        "face_detector": args.face_detector, "device": args.device, "precision": args.precision,
+        "batch_size": args.batch_size, "threshold": args.threshold, "aggregation": args.aggregation,
+    }, allow_paths=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from shared.model.pipeline import EngineCache, analyze_video
+    from shared.settings import Settings
+
+    options = _options(args)
+    cache = EngineCache(Settings.from_env())
+    bar = tqdm(total=0, unit="frame", desc="analysing", file=sys.stderr, disable=not sys.stderr.isatty(),
+               dynamic_ncols=True)
+
+    def on_progress(progress) -> None:
+        bar.total = progress.frames_total
+        bar.update(progress.frames_done - bar.n)
+
+    try:
+        result = analyze_video(args.video, options=options, cache=cache, on_progress=on_progress)
+    finally:
+        bar.close()
+    data = result.to_dict()
+    if args.artifacts_dir:
+        _write_artifacts(result.artifacts, args.artifacts_dir)
+    if args.plot:
+        from shared.model.report import plot_timeline
+
+        args.plot.write_bytes(plot_timeline(data))
+    if args.json:
+        json.dump(data, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(summary(data))
+    return 0
+
+
+def _write_artifacts(artifacts, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for artifact in artifacts:
+        (directory / artifact.name).write_bytes(artifact.data)
+
+
+def summary(data: dict) -> str:
+    """A readable summary: verdict, confidence, one timeline line per face track."""
+    lines = [f"Verdict: {data['verdict']}"]
+    probability = data["fake_probability"]
+    if probability is not None:
+        confidence = max(probability, 1 - probability) * 100
+        lines.append(f"Fake probability: {probability:.3f} (confidence {confidence:.1f} %, "
+                     f"threshold {data['model']['threshold']:.2f})")
+    video = data["video"]
+    lines.append(f"Video: {video['width']}x{video['height']}, {video['duration_s']:.1f} s, {video['fps']:.2f} fps; "
+                 f"{data['frames_analyzed']} frames analysed with {data['model']['name']}")
+    for track in data["tracks"]:
+        spark = "".join(SPARK[min(int(w["fake_probability"] * len(SPARK)), len(SPARK) - 1)] for w in track["windows"])
+        lines.append(f"  face {track['id']}: {track['verdict']:<12} p={track['fake_probability']:.3f} "
+                     f"frames {track['first_frame']}–{track['last_frame']}  {spark}")
+    for title, key in (("Why", "reasons"), ("Warnings", "warnings")):
+        for item in data[key]:
+            lines.append(f"{title}: [{item['code']}] {item['message']}")
+    fps = data["frames_analyzed"] / data["timings"]["total_s"] if data["timings"].get("total_s") else 0
+    lines.append(f"Took {data['timings'].get('total_s', 0):.1f} s ({fps:.1f} frames/s)")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""The analysis result and its JSON form (the contract of `deepfake analyze --json` and the API)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.model.types import Reason, WindowScore
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A picture produced by the analysis (heatmap or thumbnail of a suspicious window)."""
+
+    name: str
+    media_type: str
+    data: bytes
+    track_id: int | None
+    description: str
+
+
+@dataclass
+class TrackResult:
+    id: int
+    fake_probability: float | None
+    verdict: str
+    first_frame: int
+    last_frame: int
+    frames: int
+    windows: list[WindowScore]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "verdict": self.verdict,
+            "fake_probability": self.fake_probability,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "frames": self.frames,
+            "windows": [w.to_dict() for w in self.windows],
+        }
+
+
+@dataclass
+class AnalysisResult:
+    verdict: str
+    fake_probability: float | None
+    reasons: list[Reason]
+    warnings: list[Reason]
+    video: dict[str, Any]
+    frames_analyzed: int
+    model: dict[str, Any]
+    params: dict[str, Any]
+    tracks: list[TrackResult]
+    timings: dict[str, float]
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "fake_probability": self.fake_probability,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "video": self.video,
+            "frames_analyzed": self.frames_analyzed,
+            "model": self.model,
+            "params": self.params,
+            "tracks": [t.to_dict() for t in self.tracks],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "artifacts": [
+                {"name": a.name, "media_type": a.media_type, "track_id": a.track_id, "description": a.description}
+                for a in self.artifacts
+            ],
+        }
