@@ -49,6 +49,13 @@ class LoadedEngine:
         return "none" if self.detector is None else self.detector.name
 
 
+@dataclass(frozen=True)
+class _TrackSpan:
+    first_frame: int
+    last_frame: int
+    frames: int
+
+
 class EngineCache:
     """Loads each (checkpoint, device, precision, detector) combination once per process."""
 
@@ -133,7 +140,7 @@ class _Run:
         self.windowers: dict[int, TrackWindower] = {}
         self.last_seen: dict[int, int] = {}
         self.scores: dict[int, list[WindowScore]] = defaultdict(list)
-        self.finished_tracks: dict[int, TrackWindower] = {}
+        self.finished_tracks: dict[int, _TrackSpan] = {}
         self.ignored_tracks = 0
         self.frames_analyzed = 0
         self.last_index = -1
@@ -213,7 +220,7 @@ class _Run:
         return tracked
 
     def _crop(self, batch, tracked: list[list]) -> tuple[np.ndarray | None, list[tuple[int, int, float]]]:
-        from shared.model.crops import crop_faces, resize_frame
+        from shared.model.crops import crop_faces, whole_frames
 
         size = self.spec.input_size
         crops: list[np.ndarray] = []
@@ -223,7 +230,7 @@ class _Run:
                 continue
             frame = batch.frames[i]
             if self.engine.detector is None:
-                crops.append(resize_frame(frame, size=size)[None])
+                crops.append(whole_frames(frame[None], size=size))
             else:
                 crops.append(crop_faces(frame, [b.box for b in boxes], size=size, margin=self.options.crop_margin))
             owners.extend((b.track_id, int(batch.indices[i]), float(batch.times_s[i])) for b in boxes)
@@ -303,7 +310,8 @@ class _Run:
         window = windower.finish()
         if window is not None:
             self._queue_window(window)
-        self.finished_tracks[track_id] = windower
+        # keep only the summary: the windower's buffers are freed with it
+        self.finished_tracks[track_id] = _TrackSpan(windower.first_frame, windower.last_frame, windower.count)
 
     def _report_progress(self, *, final: bool) -> None:
         if self.on_progress is None:
@@ -346,7 +354,7 @@ class _Run:
     def _track_results(self) -> list[TrackResult]:
         results = []
         for track_id in sorted(self.finished_tracks):
-            windower = self.finished_tracks[track_id]
+            span = self.finished_tracks[track_id]
             windows = sorted(self.scores[track_id], key=lambda w: (w.start_frame, w.end_frame))
             probability = aggregation.aggregate_probabilities(
                 [w.fake_probability for w in windows], method=self.options.aggregation)
@@ -354,8 +362,7 @@ class _Run:
                 id=track_id, fake_probability=probability,
                 verdict=aggregation.verdict_for(probability, threshold=self.threshold,
                                                 band=self.options.uncertain_band),
-                first_frame=int(windower.first_frame), last_frame=int(windower.last_frame),
-                frames=windower.count, windows=windows))
+                first_frame=span.first_frame, last_frame=span.last_frame, frames=span.frames, windows=windows))
         return results
 
     def _reasons(self, verdict: aggregation.VideoVerdict, tracks: list[TrackResult]) -> list[Reason]:

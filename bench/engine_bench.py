@@ -1,0 +1,141 @@
+"""End-to-end engine benchmark: `deepfake analyze` on 720p30 h264 clips of real faces.
+
+Makes its own clips (the bundled face photos, animated) and its own checkpoint (the seed layout with
+random weights: the compute is the real model's, the probabilities mean nothing). Each analysis runs
+in a fresh `deepfake analyze --json` process so its peak RSS is its own.
+
+Prints, per run: end-to-end frames/s, per-stage seconds and frames/s, the precision and backend
+used, peak RSS, and |Δp| of every window against the fp32 run of the same clip.
+
+    .venv/bin/python bench/engine_bench.py                # 1-minute and 10-minute clips
+    .venv/bin/python bench/engine_bench.py --minutes 1 --device cuda --height 1080
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_clip(path: Path, *, minutes: float, width: int, height: int, base_seconds: int = 10) -> Path:
+    """A base clip of real faces, looped (stream copy) to the wanted length."""
+    from tests.media import make_face_clip
+
+    if path.exists():
+        return path
+    base = path.with_name(f"base-{width}x{height}.mp4")
+    if not base.exists():
+        make_face_clip(base, seconds=base_seconds, fps=30, width=width, height=height,
+                       photos=("astronaut", "grace_hopper"), extra_args=("-preset", "veryfast", "-crf", "23"))
+    loops = max(0, int(round(minutes * 60 / base_seconds)) - 1)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(base), "-c", "copy",
+                    str(path)], check=True)
+    return path
+
+
+def make_weights(weights_dir: Path, *, sequence_length: int) -> None:
+    import torch
+
+    from shared.model.networks import SeedResNeXtLSTM
+
+    path = weights_dir / f"model_90_acc_{sequence_length}_frames_bench.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(SeedResNeXtLSTM().state_dict(), path)
+
+
+def run_analyze(video: Path, *, weights_dir: Path, extra: list[str]) -> tuple[dict, float, float]:
+    """Returns (result JSON, wall seconds, peak RSS in MB) of one `deepfake analyze` process."""
+    env = dict(os.environ, WEIGHTS_DIR=str(weights_dir))
+    cmd = [sys.executable, "-m", "cli", "analyze", str(video), "--json", *extra]
+    start = time.perf_counter()
+    process = psutil.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, process.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    out, err = process.communicate()
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"analyze failed ({process.returncode}): {err.decode()[-2000:]}")
+    return json.loads(out), wall, peak / 2**20
+
+
+def max_delta(a: dict, b: dict) -> float:
+    deltas = [abs(wa["fake_probability"] - wb["fake_probability"])
+              for ta, tb in zip(a["tracks"], b["tracks"]) for wa, wb in zip(ta["windows"], tb["windows"])]
+    return max(deltas) if deltas else float("nan")
+
+
+def report(label: str, result: dict, wall: float, peak_mb: float) -> None:
+    frames = result["frames_analyzed"]
+    timings = result["timings"]
+    params = result["params"]
+    print(f"\n== {label}: {frames} frames, {len(result['tracks'])} track(s), "
+          f"detector {params['face_detector']}, precision {params['precision']} ({params['backend']}), "
+          f"device {params['device']}")
+    print(f"   end-to-end {frames / timings['total_s']:.1f} frames/s in-process "
+          f"({timings['total_s']:.1f} s; process wall {wall:.1f} s, {frames / wall:.1f} frames/s incl. start-up)")
+    for stage in ("decode_s", "detect_s", "crop_s", "embed_s", "classify_s", "heatmaps_s", "load_s", "hash_s"):
+        seconds = timings.get(stage, 0.0)
+        rate = f"{frames / seconds:.0f} frames/s" if seconds > 0 else "-"
+        print(f"   {stage:<11} {seconds:8.2f} s   {rate}")
+    print(f"   peak RSS {peak_mb:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sequence-length", type=int, default=20)
+    parser.add_argument("--fp32-minutes", type=float, default=1.0, help="clip length of the fp32 comparison run")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "deepfake-bench")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `deepfake analyze` flags")
+    args = parser.parse_args()
+
+    width = args.height * 16 // 9
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    weights_dir = args.workdir / "weights"
+    make_weights(weights_dir, sequence_length=args.sequence_length)
+    common = ["--device", args.device, "--sequence-length", str(args.sequence_length), *args.extra]
+    print(f"CPU: {os.cpu_count()} logical cores; clips {width}x{args.height} h264 30 fps")
+
+    results: dict[tuple[float, str], tuple[dict, float, float]] = {}
+    for minutes in args.minutes:
+        clip = make_clip(args.workdir / f"faces-{minutes:g}min-{args.height}p.mp4", minutes=minutes,
+                         width=width, height=args.height)
+        runs = ["auto"] + (["fp32"] if minutes == args.fp32_minutes else [])
+        for precision in runs:
+            results[(minutes, precision)] = run_analyze(clip, weights_dir=weights_dir,
+                                                        extra=[*common, "--precision", precision])
+            report(f"{minutes:g} min, --precision {precision}", *results[(minutes, precision)])
+
+    print("\n== summary")
+    if (args.fp32_minutes, "fp32") in results and (args.fp32_minutes, "auto") in results:
+        auto, fp32 = results[(args.fp32_minutes, "auto")][0], results[(args.fp32_minutes, "fp32")][0]
+        speed = [r["frames_analyzed"] / r["timings"]["total_s"] for r in (auto, fp32)]
+        print(f"   auto vs fp32 ({args.fp32_minutes:g} min): {speed[0]:.1f} vs {speed[1]:.1f} frames/s "
+              f"(×{speed[0] / speed[1]:.2f}); max |Δp| over windows {max_delta(auto, fp32):.5f}")
+    if len(args.minutes) >= 2:
+        short, long = (results[(m, "auto")] for m in (min(args.minutes), max(args.minutes)))
+        print(f"   peak RSS {max(args.minutes):g} min / {min(args.minutes):g} min: "
+              f"{long[2]:.0f} / {short[2]:.0f} MB = ×{long[2] / short[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
