@@ -1,0 +1,159 @@
+"""The REST API under /api/v1: submit, read, list and cancel jobs; fetch artifacts; the OpenAPI document."""
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+
+from shared.db import jobs as job_store
+from shared.db.models import Job, JobStatus
+from web.context import current_owner, current_settings
+from web.db import get_session
+from web.errors import ApiError, ArtifactNotFoundError, JobNotFoundError
+from web.openapi import Param, build_document, operation
+from web.presenters import TERMINAL, artifact_json, job_json, job_summary_json, status_value
+from web.schemas import JOB_UPLOAD_BODY, JOB_STATUSES
+from web.submission import submit_job
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+RETRY_AFTER_S = 2
+MAX_PAGE = 200
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_JOB_ID = Param("job_id", "The job's id (a UUID).", {"type": "string", "format": "uuid"}, location="path")
+
+
+@bp.post("/jobs")
+@operation(responses={202: "Job", 400: "Error", 413: "Error", 415: "Error", 422: "Error", 503: "Error"},
+           body=JOB_UPLOAD_BODY)
+def create_job() -> tuple[Response, int, dict[str, str]]:
+    """Submit a video for analysis.
+
+    The upload streams to disk and is probed before anything is queued; poll the Location.
+    """
+    job = submit_job()
+    location = url_for("api.get_job", job_id=str(job.id))
+    return jsonify(job_json(job, queue_position=job_store.queue_position(session=get_session(), job=job))), 202, {
+        "Location": location, "Retry-After": str(RETRY_AFTER_S)}
+
+
+@bp.get("/jobs")
+@operation(responses={200: "JobList", 400: "Error"}, params=(
+    Param("status", "Only jobs in this state.", {"enum": JOB_STATUSES}),
+    Param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}),
+    Param("cursor", "The next_cursor of the previous page."),
+))
+def list_jobs() -> Response:
+    """List the caller's jobs, newest first, one page at a time."""
+    jobs, next_cursor = fetch_job_page(status=request.args.get("status"), limit=request.args.get("limit"),
+                                       cursor=request.args.get("cursor"))
+    return jsonify(jobs=[job_summary_json(job) for job in jobs], next_cursor=next_cursor)
+
+
+@bp.get("/jobs/<job_id>")
+@operation(responses={200: "Job", 404: "Error"}, params=(_JOB_ID,))
+def get_job(job_id: str) -> Response:
+    """A job's status, progress with ETA and queue position, partial timeline, result or error."""
+    session = get_session()
+    job = load_job(job_id)
+    return jsonify(job_json(job, queue_position=job_store.queue_position(session=session, job=job),
+                            windows=job_store.job_windows(session=session, job_id=job.id)))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@operation(responses={200: "Job", 202: "Job", 404: "Error"}, params=(_JOB_ID,))
+def cancel_job(job_id: str) -> tuple[Response, int]:
+    """Ask for a job to stop (cooperative: the worker stops between batches).
+
+    A finished job is returned unchanged with 200.
+    """
+    session = get_session()
+    job = load_job(job_id)
+    if status_value(job) in TERMINAL:
+        return jsonify(job_json(job)), 200
+    job_store.request_cancel(session=session, owner=current_owner(), job_id=job.id)
+    session.commit()
+    job = load_job(job_id)
+    return jsonify(job_json(job, queue_position=job_store.queue_position(session=session, job=job))), 202
+
+
+@bp.get("/jobs/<job_id>/artifacts")
+@operation(responses={200: "ArtifactList", 404: "Error"}, params=(_JOB_ID,))
+def list_job_artifacts(job_id: str) -> Response:
+    """The pictures a finished analysis produced (heatmaps, thumbnails)."""
+    job = load_job(job_id)
+    artifacts = job_store.list_artifacts(session=get_session(), job_id=job.id)
+    return jsonify(artifacts=[artifact_json(str(job.id), a) for a in artifacts])
+
+
+@bp.get("/jobs/<job_id>/artifacts/<name>")
+@operation(responses={200: None, 404: "Error"}, media_type="image/png", params=(
+    _JOB_ID, Param("name", "The artifact's file name.", location="path")))
+def get_artifact(job_id: str, name: str) -> Response:
+    """Download one artifact of a job."""
+    job = load_job(job_id)
+    if not _ARTIFACT_NAME.match(name):
+        raise ArtifactNotFoundError(f"no artifact named {name!r}")
+    artifact = job_store.get_artifact(session=get_session(), owner=current_owner(), job_id=job.id, name=name)
+    path = _artifact_path(artifact.path if artifact else None)
+    if path is None:
+        raise ArtifactNotFoundError(f"job {job_id} has no artifact named {name!r}")
+    return send_file(path, mimetype=artifact.media_type, max_age=3600)
+
+
+@bp.get("/openapi.json")
+@operation(responses={200: "OpenAPI"}, tag="meta")
+def openapi_document() -> Response:
+    """This API's OpenAPI 3.1 document, generated from the routes."""
+    return jsonify(build_document(current_app))
+
+
+def load_job(job_id: str) -> Job:
+    """The owner's job with this id, or a 404 (also for ids that are not UUIDs)."""
+    try:
+        parsed = uuid.UUID(job_id)
+    except ValueError:
+        raise JobNotFoundError(f"no job with id {job_id!r}") from None
+    job = job_store.get_job(session=get_session(), owner=current_owner(), job_id=str(parsed))
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return job
+
+
+def fetch_job_page(*, status: str | None, limit: str | None, cursor: str | None,
+                   default_limit: int = 50) -> tuple[list[Job], str | None]:
+    """One page of the owner's jobs from raw query values; bad values are a 400."""
+    try:
+        return job_store.list_jobs(session=get_session(), owner=current_owner(), status=_status_filter(status),
+                                   limit=_page_size(limit, default=default_limit), cursor=cursor or None)
+    except job_store.InvalidCursorError as exc:
+        raise ApiError(str(exc) or "invalid cursor", code="invalid_cursor") from exc
+
+
+def _status_filter(raw: str | None) -> JobStatus | None:
+    if not raw:
+        return None
+    try:
+        return JobStatus(raw)
+    except ValueError:
+        raise ApiError(f"status must be one of {', '.join(JOB_STATUSES)}; got {raw!r}", code="invalid_status") from None
+
+
+def _page_size(raw: str | None, *, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(f"limit must be an integer from 1 to {MAX_PAGE}; got {raw!r}", code="invalid_limit")
+    return int(raw)
+
+
+def _artifact_path(relative: str | None) -> Path | None:
+    """The artifact's file, only if it exists inside ARTIFACTS_DIR."""
+    if not relative:
+        return None
+    root = current_settings().artifacts_dir.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path

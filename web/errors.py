@@ -1,0 +1,102 @@
+"""The one place errors become HTTP responses.
+
+Everything under /api/ and the health checks answers `{"error": {"code", "message"}}` for every
+status; HTML pages render an error page instead.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from shared.model.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    500: "internal_error",
+    503: "unavailable",
+}
+# Engine error codes whose HTTP status is not 422 (the default for an unusable input).
+ENGINE_STATUS = {"not_a_video": 415, "unsupported_format": 415}
+
+
+class ApiError(Exception):
+    """An error the web layer raises on purpose, with a status, a stable code and a message."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.status = status or self.status
+
+
+class JobNotFoundError(ApiError):
+    status = 404
+    code = "job_not_found"
+
+
+class ArtifactNotFoundError(ApiError):
+    status = 404
+    code = "artifact_not_found"
+
+
+class ServiceUnavailableError(ApiError):
+    status = 503
+    code = "unavailable"
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers; one per error family."""
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(EngineError, _handle_engine_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """The error in the form the caller expects: JSON for the API, a page for a browser."""
+    if _wants_json():
+        response = jsonify(error={"code": code, "message": message})
+    else:
+        response = Response(render_template("error.html", status=status, code=code, message=message))
+    response.status_code = status
+    return response
+
+
+def _wants_json() -> bool:
+    path = request.path
+    return path.startswith("/api/") or path in ("/healthz", "/readyz")
+
+
+def _handle_api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def _handle_engine_error(exc: EngineError) -> Response:
+    return error_response(ENGINE_STATUS.get(exc.code, 422), exc.code, exc.message)
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    response = error_response(status, HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name)
+    # Keep what werkzeug adds, e.g. `Allow` on 405.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")

@@ -1,0 +1,116 @@
+"""The OpenAPI 3.1 document, generated from the app's URL map and the views' own declarations.
+
+Each view states its contract with `@operation(...)` next to its code; paths, methods and path
+parameters come from the routing table, so a new route cannot be left out of the document.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from flask import Flask
+
+from web import schemas
+
+F = TypeVar("F", bound=Callable[..., Any])
+DOCUMENTED_PREFIXES = ("/api/v1/",)
+DOCUMENTED_PATHS = ("/healthz", "/readyz")
+_RULE_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request", 404: "Not found", 405: "Method not allowed",
+                413: "Upload too large", 415: "Not a video", 422: "Unprocessable input", 500: "Internal error",
+                503: "Unavailable"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query or path parameter."""
+
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    location: str = "query"
+    required: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "in": self.location, "required": self.required or self.location == "path",
+                "description": self.description, "schema": self.schema}
+
+
+def operation(*, responses: dict[int, str | None], params: tuple[Param, ...] = (),
+              body: dict[str, Any] | None = None, tag: str = "jobs", media_type: str = "application/json") -> Callable[[F], F]:
+    """Attach the OpenAPI facts the routing table cannot know: parameters, body, response schemas.
+
+    `responses` maps a status to a component schema name (None: no JSON schema, e.g. a file).
+    Summary and description come from the view's docstring.
+    """
+    def attach(view: F) -> F:
+        view.__openapi__ = {"responses": responses, "params": params, "body": body, "tag": tag,
+                            "media_type": media_type}
+        return view
+
+    return attach
+
+
+def build_document(app: Flask) -> dict[str, Any]:
+    """The whole OpenAPI document for `app`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not is_documented(rule.rule):
+            continue
+        view = app.view_functions[rule.endpoint]
+        item = paths.setdefault(openapi_path(rule.rule), {})
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            item[method.lower()] = _operation(rule.endpoint, rule.arguments, view)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Deepfake detection service", "version": "1",
+                 "description": "Upload a video, poll the job, read the verdict and its timeline."},
+        "paths": paths,
+        "components": {"schemas": schemas.COMPONENTS},
+    }
+
+
+def is_documented(path: str) -> bool:
+    return path.startswith(DOCUMENTED_PREFIXES) or path in DOCUMENTED_PATHS
+
+
+def openapi_path(rule: str) -> str:
+    """`/jobs/<job_id>` → `/jobs/{job_id}`."""
+    return _RULE_ARG.sub(r"{\1}", rule)
+
+
+def _operation(endpoint: str, arguments: set[str], view: Callable[..., Any]) -> dict[str, Any]:
+    spec = getattr(view, "__openapi__", None)
+    if spec is None:
+        raise LookupError(f"view {endpoint!r} has no @operation declaration")
+    summary, _, description = (view.__doc__ or endpoint).strip().partition("\n")
+    op: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "tags": [spec["tag"]],
+                          "summary": summary.strip(), "parameters": _parameters(arguments, spec["params"]),
+                          "responses": _responses(spec["responses"], spec["media_type"])}
+    if description.strip():
+        op["description"] = " ".join(description.split())
+    if spec["body"]:
+        op["requestBody"] = spec["body"]
+    return op
+
+
+def _parameters(arguments: set[str], params: tuple[Param, ...]) -> list[dict[str, Any]]:
+    declared = {p.name: p for p in params}
+    path_params = [declared.get(name, Param(name, name, location="path")) for name in sorted(arguments)]
+    query_params = [p for p in params if p.location != "path"]
+    return [p.to_dict() for p in (*path_params, *query_params)]
+
+
+def _responses(responses: dict[int, str | None], media_type: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, schema_name in sorted(responses.items()):
+        response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, str(status))}
+        if schema_name:
+            response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
+        elif status < 300:
+            response["content"] = {media_type: {"schema": {"type": "string", "format": "binary"}}}
+        out[str(status)] = response
+    out.setdefault("500", {"description": _STATUS_TEXT[500], "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    return out

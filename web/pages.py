@@ -1,0 +1,50 @@
+"""Server-rendered pages: upload, job (progress, then the result), jobs list.
+
+The pages read the same JSON the API serves, so a job submitted through the API shows the same way.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from shared.db import jobs as job_store
+from web.api import fetch_job_page, load_job
+from web.db import get_session
+from web.presenters import job_json, job_summary_json
+from web.schemas import JOB_STATUSES, OPTION_PROPERTIES
+from web.submission import submit_job
+
+bp = Blueprint("pages", __name__)
+PAGE_SIZE = 25
+
+
+@bp.get("/")
+def upload_page() -> str:
+    """The upload form (drag and drop, progress bar, optional engine settings)."""
+    return render_template("upload.html", options=OPTION_PROPERTIES)
+
+
+@bp.post("/")
+def upload_form() -> Response:
+    """The form's plain POST, for browsers without JavaScript: submit, then go to the job page."""
+    job = submit_job()
+    return redirect(url_for("pages.job_page", job_id=str(job.id)), code=303)
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str) -> str:
+    """One job: progress while it waits or runs, the verdict and timeline once it is done."""
+    session = get_session()
+    job = load_job(job_id)
+    doc = job_json(job, queue_position=job_store.queue_position(session=session, job=job),
+                   windows=job_store.job_windows(session=session, job_id=job.id))
+    artifacts = job_store.list_artifacts(session=session, job_id=job.id) if doc["status"] == "succeeded" else []
+    return render_template("job.html", job=doc, artifacts=artifacts)
+
+
+@bp.get("/jobs")
+def jobs_page() -> str:
+    """The owner's jobs, newest first, with a status filter and a next-page link."""
+    jobs, next_cursor = fetch_job_page(status=request.args.get("status"), limit=request.args.get("limit"),
+                                       cursor=request.args.get("cursor"), default_limit=PAGE_SIZE)
+    return render_template("jobs.html", jobs=[job_summary_json(job) for job in jobs], next_cursor=next_cursor,
+                           status=request.args.get("status") or "", statuses=JOB_STATUSES)

@@ -1,0 +1,92 @@
+"""Accepting a job: receive the upload, validate the options, probe the video, record, enqueue.
+
+Anything that fails before the job is queued leaves nothing behind: no file, no row, no message.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import current_app, request
+
+from shared.db.jobs import create_job
+from shared.db.models import Job
+from shared.options import AnalysisOptions
+from shared.model.errors import InputError, InvalidOptionsError
+from web.context import current_owner, current_settings
+from web.db import get_session
+from web.errors import ApiError, ServiceUnavailableError
+from web.queue import EnqueueError, enqueue_analysis
+from web.schemas import OPTION_PROPERTIES
+from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
+
+# The engine settings a client may choose per job (device, batch size and the like are the operator's);
+# declared once, with their types, for the OpenAPI document.
+API_OPTIONS = tuple(OPTION_PROPERTIES)
+
+
+class MissingVideoError(ApiError):
+    status = 400
+    code = "missing_video"
+
+
+class EmptyUploadError(ApiError):
+    status = 422
+    code = "empty_upload"
+
+
+def submit_job() -> Job:
+    """Handle POST /api/v1/jobs for the current request and owner."""
+    form = _receive()
+    upload = form.video
+    try:
+        params = validate_params(form.fields)
+        _probe(upload)
+        return _record_and_enqueue(upload, params)
+    except BaseException:
+        upload.delete()
+        raise
+
+
+def validate_params(fields: Mapping[str, str]) -> dict[str, Any]:
+    """The client's engine settings, checked by AnalysisOptions and normalised; only those given are kept."""
+    unknown = sorted(set(fields) - set(API_OPTIONS))
+    if unknown:
+        raise InvalidOptionsError(f"unknown field(s): {', '.join(unknown)}; accepted: video, {', '.join(API_OPTIONS)}")
+    given = {name: value for name, value in fields.items() if value.strip() != ""}
+    normalised = AnalysisOptions.from_mapping(given).to_dict()
+    return {name: normalised[name] for name in given}
+
+
+def _receive() -> ReceivedForm:
+    settings = current_settings()
+    receiver = UploadReceiver(uploads_dir=settings.uploads_dir, max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+    form = receiver.receive(request, max_form_memory_size=current_app.config["MAX_FORM_MEMORY_SIZE"],
+                            max_form_parts=current_app.config["MAX_FORM_PARTS"])
+    if form.video is None:
+        raise MissingVideoError(f"send the video as the multipart/form-data file field {VIDEO_FIELD!r}")
+    if form.video.size == 0:
+        form.video.delete()
+        raise EmptyUploadError("the uploaded video is empty")
+    return form
+
+
+def _probe(upload: StoredUpload) -> None:
+    # Imported here: PyAV is only needed on the upload path.
+    from shared.model.video import probe_video
+
+    probe_video(upload.path)
+
+
+def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any]) -> Job:
+    session = get_session()
+    job = create_job(session=session, owner=current_owner(), params=params, upload_name=upload.original_name,
+                     stored_name=upload.stored_name, upload_size=upload.size, upload_sha256=upload.sha256)
+    session.commit()
+    try:
+        enqueue_analysis(str(job.id))
+    except EnqueueError as exc:
+        # Not queued means not accepted: withdraw the record so no job waits forever.
+        session.delete(job)
+        session.commit()
+        raise ServiceUnavailableError(str(exc), code="queue_unavailable") from exc
+    return job

@@ -1,0 +1,136 @@
+"""Receive a multipart upload straight to disk: chunked, capped, hashed while streaming.
+
+Werkzeug's multipart parser calls our stream factory for each file part; the factory hands it a
+writer that lands in DATA_DIR/uploads/<uuid4>.<ext>, so the video is never held in memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from flask import Request
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+_SAFE_EXT = re.compile(r"^[a-z0-9]{1,10}$")
+VIDEO_FIELD = "video"
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """A file the server wrote: where it is and what it was called by the client."""
+
+    path: Path
+    original_name: str
+    size: int
+    sha256: str
+
+    @property
+    def stored_name(self) -> str:
+        return self.path.name
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ReceivedForm:
+    fields: dict[str, str]
+    video: StoredUpload | None
+
+
+class CappedHashingWriter:
+    """A writable file that counts and hashes what passes through and refuses more than `max_bytes`."""
+
+    def __init__(self, path: Path, *, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._file: IO[bytes] = open(path, "xb")
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise RequestEntityTooLarge(f"The video is larger than the limit of {self.max_bytes // (1024 * 1024)} MB.")
+        self._sha256.update(data)
+        return self._file.write(data)
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # The parser rewinds each file when the part ends; the data is already on disk.
+        return self._file.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class UploadReceiver:
+    """Parses one request's multipart body, tracking every file it creates so none is left behind."""
+
+    def __init__(self, *, uploads_dir: Path, max_bytes: int) -> None:
+        self.uploads_dir = uploads_dir
+        self.max_bytes = max_bytes
+        self.writers: list[CappedHashingWriter] = []
+
+    def stream_factory(self, total_content_length: int | None, content_type: str | None,
+                       filename: str | None = None, content_length: int | None = None) -> CappedHashingWriter:
+        """Werkzeug's stream_factory hook: a new server-named file for each file part."""
+        path = self.uploads_dir / f"{uuid.uuid4()}.{safe_extension(filename)}"
+        writer = CappedHashingWriter(path, max_bytes=self.max_bytes)
+        self.writers.append(writer)
+        return writer
+
+    def receive(self, request: Request, *, max_form_memory_size: int, max_form_parts: int) -> ReceivedForm:
+        """Parse the body; on any failure every partial file is deleted and the error re-raised."""
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        parser = FormDataParser(stream_factory=self.stream_factory, max_form_memory_size=max_form_memory_size,
+                                max_content_length=request.max_content_length, max_form_parts=max_form_parts)
+        try:
+            _, form, files = parser.parse(request.stream, request.mimetype, request.content_length,
+                                          request.mimetype_params)
+            video = self._keep_video(files.get(VIDEO_FIELD))
+        except BaseException:
+            self.discard_all()
+            raise
+        return ReceivedForm(fields=form.to_dict(), video=video)
+
+    def discard_all(self) -> None:
+        for writer in self.writers:
+            writer.close()
+            writer.path.unlink(missing_ok=True)
+
+    def _keep_video(self, storage: FileStorage | None) -> StoredUpload | None:
+        """Close every writer; keep the `video` part's file and delete the rest."""
+        kept = None
+        for writer in self.writers:
+            writer.close()
+            if storage is not None and storage.stream is writer and kept is None:
+                kept = StoredUpload(path=writer.path, original_name=_display_name(storage.filename),
+                                    size=writer.size, sha256=writer.hexdigest())
+            else:
+                writer.path.unlink(missing_ok=True)
+        return kept
+
+
+def safe_extension(filename: str | None) -> str:
+    """The client's extension if it is short and alphanumeric, else `bin` (never a path piece)."""
+    suffix = Path(filename or "").suffix.lower().lstrip(".")
+    return suffix if _SAFE_EXT.match(suffix) else "bin"
+
+
+def _display_name(filename: str | None) -> str:
+    """The client's file name as a label only: last path component, printable, bounded."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name[:255] or "upload"
