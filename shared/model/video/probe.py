@@ -1,0 +1,162 @@
+"""Probing a video: what it is and how long, from the container plus its first decoded frame."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from shared.model.errors import NoDecodableFramesError, NotAVideoError
+from shared.model.video.source import check_local_file, container_name, open_container, video_stream
+
+# Packets tried before the probe gives up finding a first decodable frame (a stream may begin
+# with frames that reference a missing keyframe).
+_PROBE_PACKET_LIMIT = 600
+_DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
+# FFmpeg's own assumption when a stream states no rate at all.
+_FALLBACK_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a probe found. `width`/`height` are the display size after `rotation` is applied."""
+
+    path: Path
+    container: str
+    codec: str
+    width: int
+    height: int
+    rotation: int
+    fps: float
+    frames: int
+    frames_exact: bool
+    duration_s: float
+    has_audio: bool
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (the path as a string)."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Probe a local video file without decoding it all (the first frame or two are decoded).
+
+    Raises VideoNotFoundError, UnsupportedFormatError, NotAVideoError or NoDecodableFramesError
+    with a message that says what was found.
+    """
+    local = check_local_file(path)
+    with open_container(local) as container:
+        stream = video_stream(container, path=local)
+        first, second = _first_frames(container, stream, path=local)
+        if container.format.name == "gif" and second is None:
+            raise NotAVideoError(f"{local} is a GIF with a single frame: a still image, not a video")
+        return _info(container, stream, first, path=local)
+
+
+def _first_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, path: Path
+) -> tuple[av.VideoFrame, av.VideoFrame | None]:
+    """The first two decodable frames (the second None when there is only one)."""
+    frames: list[av.VideoFrame] = []
+    last_error = "the stream ended"
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if count >= _PROBE_PACKET_LIMIT and not frames:
+                break
+            try:
+                frames.extend(packet.decode())
+            except av.error.FFmpegError as exc:
+                last_error = str(exc)
+            if len(frames) >= 2:
+                break
+    except av.error.FFmpegError as exc:
+        last_error = str(exc)
+    if not frames:
+        raise NoDecodableFramesError(
+            f"{path} has a {stream.codec_context.name} video stream but no frame of it could be decoded ({last_error})"
+        )
+    return frames[0], frames[1] if len(frames) > 1 else None
+
+
+def _info(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, first: av.VideoFrame, *, path: Path
+) -> VideoInfo:
+    rotation = _rotation(stream, first)
+    width, height = first.width, first.height
+    if rotation in (90, 270):
+        width, height = height, width
+    duration = _duration_s(container, stream)
+    fps = _fps(stream, duration)
+    frames, exact = _frame_count(stream, duration=duration, fps=fps)
+    if duration <= 0:
+        duration = frames / fps
+    return VideoInfo(
+        path=path,
+        container=container_name(container),
+        codec=stream.codec_context.name,
+        width=width,
+        height=height,
+        rotation=rotation,
+        fps=fps,
+        frames=frames,
+        frames_exact=exact,
+        duration_s=duration,
+        has_audio=bool(container.streams.audio),
+    )
+
+
+def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame) -> int:
+    """Clockwise degrees (0/90/180/270) that make the frame upright.
+
+    PyAV reports the display matrix as a counter-clockwise angle; the legacy `rotate` tag (older
+    files, clockwise) is the fallback when a frame carries no matrix.
+    """
+    counter_clockwise = frame.rotation or 0
+    if counter_clockwise:
+        return int(round(-counter_clockwise / 90.0)) % 4 * 90
+    tag = stream.metadata.get("rotate", "")
+    try:
+        return int(round(float(tag) / 90.0)) % 4 * 90
+    except ValueError:
+        return 0
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    """The video stream's duration; Matroska's per-stream DURATION tag, else the container's."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tagged = _parse_duration_tag(stream.metadata.get("DURATION") or stream.metadata.get("duration") or "")
+    if tagged:
+        return tagged
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _parse_duration_tag(text: str) -> float:
+    match = _DURATION_TAG.match(text.strip())
+    if not match:
+        return 0.0
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _fps(stream: av.video.stream.VideoStream, duration: float) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and float(rate) > 0 and math.isfinite(float(rate)):
+            return float(Fraction(rate))
+    if stream.frames and duration > 0:
+        return stream.frames / duration
+    return _FALLBACK_FPS
+
+
+def _frame_count(stream: av.video.stream.VideoStream, *, duration: float, fps: float) -> tuple[int, bool]:
+    """The index's frame count when the container has one, else duration × fps (at least 1)."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames), True
+    return max(1, int(round(duration * fps))), False
