@@ -74,7 +74,11 @@ def _probe(upload: StoredUpload) -> None:
     # Imported here: PyAV is only needed on the upload path.
     from shared.model.video import probe_video
 
-    probe_video(upload.path)
+    try:
+        probe_video(upload.path)
+    except InputError as exc:
+        # Name the client's file, not the server's storage path.
+        raise type(exc)(exc.message.replace(str(upload.path), repr(upload.original_name))) from None
 
 
 def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any]) -> Job:

@@ -1,0 +1,259 @@
+"""`deepfake submit|status|result`: talk to a running service over its REST API.
+
+Light on purpose (requests, tqdm): no torch, no database. The upload body is streamed from disk
+by `MultipartFile`, so a large video is never read into memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from cli.errors import CommandError
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+CHUNK_BYTES = 1024 * 1024
+TERMINAL = ("succeeded", "failed", "cancelled")
+# Engine settings the API accepts per job (see web/schemas.py), as CLI flags.
+ENGINE_FLAGS: dict[str, dict[str, Any]] = {
+    "weights": {"help": "checkpoint file name in the server's WEIGHTS_DIR"},
+    "sequence_length": {"type": int, "help": "frames per window (default: the checkpoint's)"},
+    "window_stride": {"type": int, "help": "frames between window starts"},
+    "frame_stride": {"type": int, "help": "analyse every N-th frame"},
+    "detect_every": {"type": int, "help": "run the face detector every K-th analysed frame"},
+    "face_detector": {"choices": ("auto", "retinaface", "opencv", "none")},
+    "precision": {"choices": ("auto", "fp32", "bf16", "int8")},
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `submit`, `status` and `result`."""
+    submit = subparsers.add_parser("submit", help="upload a video to a running service",
+                                   description="Upload a video for analysis; with --wait, follow it to the verdict.")
+    submit.add_argument("video", type=Path)
+    _server_flag(submit)
+    submit.add_argument("--wait", action="store_true", help="follow the job until it finishes and print the verdict")
+    submit.add_argument("--poll-interval", type=float, default=1.0, help="seconds between status polls (--wait)")
+    for name, spec in ENGINE_FLAGS.items():
+        submit.add_argument("--" + name.replace("_", "-"), dest=name, **spec)
+    submit.set_defaults(handler=run_submit)
+
+    status = subparsers.add_parser("status", help="show a job's status and progress")
+    status.add_argument("job")
+    _server_flag(status)
+    status.add_argument("--json", action="store_true", help="print the job JSON")
+    status.set_defaults(handler=run_status)
+
+    result = subparsers.add_parser("result", help="show a finished job's result")
+    result.add_argument("job")
+    _server_flag(result)
+    result.add_argument("--json", action="store_true", help="print the engine's result JSON")
+    result.set_defaults(handler=run_result)
+
+
+def _server_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=DEFAULT_SERVER, help=f"service URL (default {DEFAULT_SERVER})")
+
+
+class MultipartFile:
+    """A multipart/form-data body: text fields, then one file read from disk chunk by chunk.
+
+    File-like (`read`) with a known `len()`, so requests sends it with a Content-Length and
+    without loading it.
+    """
+
+    def __init__(self, *, path: Path, fields: dict[str, str], file_field: str = "video",
+                 on_read: Callable[[int], None] | None = None) -> None:
+        self.boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        self._on_read = on_read
+        self._head = self._fields(fields) + self._file_header(file_field, path.name)
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._file_size = path.stat().st_size
+        self._file: IO[bytes] = open(path, "rb")
+        self._segments: list[bytes | IO[bytes]] = [self._head, self._file, self._tail]
+
+    def __len__(self) -> int:
+        return len(self._head) + self._file_size + len(self._tail)
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes of the body (all the rest when negative), crossing part ends as needed."""
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK_BYTES), b""))
+        out = bytearray()
+        while len(out) < size and self._segments:
+            out += self._next_piece(size - len(out))
+        return bytes(out)
+
+    def _next_piece(self, limit: int) -> bytes:
+        segment = self._segments[0]
+        if isinstance(segment, bytes):
+            piece, rest = segment[:limit], segment[limit:]
+            if rest:
+                self._segments[0] = rest
+            else:
+                self._segments.pop(0)
+            return piece
+        piece = segment.read(limit)
+        if not piece:
+            self._segments.pop(0)
+        elif self._on_read:
+            self._on_read(len(piece))
+        return piece
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _fields(self, fields: dict[str, str]) -> bytes:
+        parts = [f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                 for name, value in fields.items()]
+        return "".join(parts).encode()
+
+    def _file_header(self, field: str, filename: str) -> bytes:
+        return (f'--{self.boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+                f'filename="{_quote_filename(filename)}"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
+
+
+def _quote_filename(name: str) -> str:
+    """Escape a file name for a Content-Disposition header the way browsers do."""
+    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class ApiClient:
+    """The service's REST API; every error becomes a one-line CommandError."""
+
+    def __init__(self, server: str, *, timeout_s: float = 30.0) -> None:
+        import requests
+
+        self.server = server.rstrip("/")
+        self.timeout_s = timeout_s
+        self.http = requests.Session()
+
+    def submit(self, video: Path, *, params: dict[str, str], on_read: Callable[[int], None] | None = None) -> dict:
+        body = MultipartFile(path=video, fields=params, on_read=on_read)
+        try:
+            return self._call("POST", "/api/v1/jobs", data=body, headers={"Content-Type": body.content_type})
+        finally:
+            body.close()
+
+    def job(self, job_id: str) -> dict:
+        return self._call("GET", f"/api/v1/jobs/{job_id}")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict:
+        import requests
+
+        try:
+            response = self.http.request(method, self.server + path, timeout=self.timeout_s, **kwargs)
+        except requests.RequestException as exc:
+            raise CommandError(f"cannot reach the service at {self.server}: {type(exc).__name__}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400 or not isinstance(body, dict):
+            raise CommandError(_error_line(response.status_code, body))
+        return body
+
+
+def _error_line(status: int, body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return f"{error.get('message', 'request failed')} [{error.get('code', 'error')}] (HTTP {status})"
+    return f"the service answered HTTP {status} without a JSON body"
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    """Upload with a progress bar; print the job id; with --wait follow it and print the verdict."""
+    from tqdm import tqdm
+
+    if not args.video.is_file():
+        raise CommandError(f"no such file: {args.video}")
+    params = {name: str(getattr(args, name)) for name in ENGINE_FLAGS if getattr(args, name) is not None}
+    client = ApiClient(args.server)
+    with tqdm(total=args.video.stat().st_size, unit="B", unit_scale=True, desc="uploading", file=sys.stderr,
+              disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
+        job = client.submit(args.video, params=params, on_read=bar.update)
+    print(job["id"])
+    print(f"queued; page: {client.server}{job['links']['page']}", file=sys.stderr)
+    if not args.wait:
+        return 0
+    return _print_outcome(follow(client, job["id"], interval_s=args.poll_interval))
+
+
+def follow(client: ApiClient, job_id: str, *, interval_s: float) -> dict:
+    """Poll until the job finishes, with a progress bar of analysed frames; returns the final job."""
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="frame", desc="queued", file=sys.stderr, disable=not sys.stderr.isatty(),
+              dynamic_ncols=True) as bar:
+        while True:
+            job = client.job(job_id)
+            progress = job["progress"]
+            bar.set_description(job["status"] if job["status"] != "queued"
+                                else f"queued (position {job.get('queue_position') or '?'})")
+            bar.total = progress["frames_total"] or bar.total
+            bar.update(max(progress["frames_done"] - bar.n, 0))
+            if job["status"] in TERMINAL:
+                return job
+            time.sleep(interval_s)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print one line about the job (or its JSON)."""
+    job = ApiClient(args.server).job(args.job)
+    print(json.dumps(job, indent=2) if args.json else status_line(job))
+    return 0
+
+
+def status_line(job: dict) -> str:
+    """`<id>: <status> …` with the detail that matters in that state."""
+    status, progress = job["status"], job["progress"]
+    head = f"{job['id']}: {status}"
+    if status == "queued":
+        return f"{head} (position {job.get('queue_position') or '?'} in the queue)"
+    if status == "running":
+        total = progress["frames_total"] or "?"
+        eta = f", about {progress['eta_s']:.0f} s left" if progress.get("eta_s") is not None else ""
+        return f"{head}: {progress['frames_done']}/{total} frames ({progress['fraction'] * 100:.0f} %){eta}"
+    if status == "succeeded":
+        probability = job.get("fake_probability")
+        return f"{head}: {job.get('verdict')}" + (f" (fake probability {probability:.3f})" if probability is not None else "")
+    if status == "failed":
+        return f"{head}: [{job['error']['code']}] {job['error']['message']}"
+    return head
+
+
+def run_result(args: argparse.Namespace) -> int:
+    """Print a finished job's result: readable, or the engine's JSON with --json."""
+    job = ApiClient(args.server).job(args.job)
+    if job["status"] != "succeeded":
+        return _print_outcome(job)
+    if args.json:
+        json.dump(job["result"], sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print_summary(job)
+    return 0
+
+
+def _print_outcome(job: dict) -> int:
+    """The verdict of a succeeded job; any other state is an error with a one-line reason."""
+    status = job["status"]
+    if status == "succeeded":
+        _print_summary(job)
+        return 0
+    if status == "failed":
+        raise CommandError(f"job {job['id']} failed: [{job['error']['code']}] {job['error']['message']}")
+    if status == "cancelled":
+        raise CommandError(f"job {job['id']} was cancelled")
+    raise CommandError(f"job {job['id']} has no result yet ({status_line(job)}); try `deepfake status {job['id']}`")
+
+
+def _print_summary(job: dict) -> None:
+    from cli.analyze import summary
+
+    print(summary(job["result"]))
