@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from shared.model.checkpoints import (
+    ModelSpec,
+    find_checkpoint,
+    is_project_checkpoint,
+    load_model,
+    parse_seed_filename,
+    save_checkpoint,
+    sha256_file,
+)
+from shared.model.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
+from shared.model.networks import ResNeXtLSTM, resnext_lstm
+
+
+def _tiny_spec(**changes) -> ModelSpec:
+    values = dict(
+        name="tiny-test", kind="resnext-lstm", sequence_length=8, input_size=64, backbone="tiny", hidden_size=16,
+        channel_order="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), threshold=0.6,
+        reported_accuracy=71.5, training={"epochs": 2, "dataset": "unit-test"},
+    )
+    values.update(changes)
+    return ModelSpec(**values)
+
+
+def _touch(path: Path, mtime: float | None = None) -> Path:
+    path.write_bytes(b"")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("model_87_acc_20_frames_final_data.pt", (87.0, 20)),
+        ("model_93_acc_100_frames_final_data.pt", (93.0, 100)),
+        ("model_90.5_acc_60_frames_x.pt", (90.5, 60)),
+        ("model_87_acc_20_frames_final_data.pth", None),
+        ("resnet50.pt", None),
+        ("model_acc_20_frames_.pt", None),
+    ],
+)
+def test_parse_seed_filename(name: str, expected) -> None:
+    assert parse_seed_filename(name) == expected
+
+
+def test_find_by_sequence_length_picks_highest_accuracy(tmp_path: Path) -> None:
+    for name in ("model_84_acc_20_frames_a.pt", "model_88_acc_20_frames_b.pt", "model_93_acc_100_frames_c.pt"):
+        _touch(tmp_path / name)
+    assert find_checkpoint(tmp_path, sequence_length=20).name == "model_88_acc_20_frames_b.pt"
+    assert find_checkpoint(tmp_path, sequence_length=100).name == "model_93_acc_100_frames_c.pt"
+    assert find_checkpoint(tmp_path).name == "model_93_acc_100_frames_c.pt"
+
+
+def test_find_missing_length_names_what_exists(tmp_path: Path) -> None:
+    _touch(tmp_path / "model_84_acc_10_frames_a.pt")
+    with pytest.raises(WeightsNotFoundError, match=r"sequence length 40.*\[10\]"):
+        find_checkpoint(tmp_path, sequence_length=40)
+
+
+def test_find_prefers_project_default_then_newest_project(tmp_path: Path) -> None:
+    _touch(tmp_path / "model_93_acc_100_frames_c.pt")
+    old = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), _tiny_spec(), tmp_path / "old.pt")
+    new = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), _tiny_spec(), tmp_path / "new.pt")
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    _touch(tmp_path / "retinaface_not_ours.pt")
+    assert is_project_checkpoint(new) and not is_project_checkpoint(tmp_path / "retinaface_not_ours.pt")
+    assert find_checkpoint(tmp_path) == new
+    default = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), _tiny_spec(), tmp_path / "default.pt")
+    os.utime(default, (time.time() - 200, time.time() - 200))
+    assert find_checkpoint(tmp_path) == default
+
+
+def test_find_by_name_or_path(tmp_path: Path) -> None:
+    target = _touch(tmp_path / "mine.pt")
+    assert find_checkpoint(tmp_path, name="mine") == target
+    assert find_checkpoint(tmp_path, name="mine.pt") == target
+    assert find_checkpoint(Path("/nonexistent"), name=str(target)) == target
+    with pytest.raises(WeightsNotFoundError, match="other"):
+        find_checkpoint(tmp_path, name="other")
+
+
+def test_nothing_found_says_where_and_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match=rf"{tmp_path}.*--weights"):
+        find_checkpoint(tmp_path)
+
+
+def test_project_round_trip_keeps_metadata_and_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = resnext_lstm(backbone="tiny", hidden_size=16).eval()
+    spec = _tiny_spec()
+    path = save_checkpoint(model, spec, tmp_path / "sub" / "tiny.pt")
+    assert not [p for p in path.parent.iterdir() if p.name != "tiny.pt"]  # no temp file left
+
+    loaded, got = load_model(path)
+    assert isinstance(loaded, ResNeXtLSTM) and not loaded.training
+    assert got.sha256 == sha256_file(path) and got.path == str(path)
+    for field in ("name", "kind", "sequence_length", "input_size", "channel_order", "mean", "std", "class_names",
+                  "fake_index", "threshold", "backbone", "hidden_size", "reported_accuracy", "training"):
+        assert getattr(got, field) == getattr(spec, field), field
+    x = torch.randn(2, 3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_refuses_pickle_with_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "model_87_acc_20_frames_evil.pt"
+    torch.save({"model.0.weight": torch.zeros(1), "payload": Evil()}, path)
+    with pytest.raises(CheckpointFormatError, match="refused"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_refuses_raw_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "raw.pt"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointFormatError):
+        load_model(path)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    good = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), _tiny_spec(), tmp_path / "good.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointFormatError, match="bad.pt"):
+        load_model(bad)
+
+
+def test_not_a_dict(tmp_path: Path) -> None:
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(CheckpointFormatError, match="neither"):
+        load_model(path)
+
+
+def test_state_dict_of_another_model_names_keys(tmp_path: Path) -> None:
+    path = tmp_path / "model_87_acc_20_frames_other.pt"
+    torch.save(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_model(path)
+    message = info.value.message
+    assert "322 missing keys" in message and "model.0.weight" in message
+    assert "4 unexpected keys" in message and "0.weight" in message
+
+
+def test_project_file_with_wrong_shapes(tmp_path: Path) -> None:
+    path = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=32), _tiny_spec(), tmp_path / "lie.pt")
+    with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
+        load_model(path)
