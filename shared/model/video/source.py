@@ -35,8 +35,11 @@ ALLOWED_FORMATS: dict[str, str] = {
 SUPPORTED_DESCRIPTION = "mp4, mov, 3gp, mkv, webm, avi, wmv (asf), flv, gif, mpeg-ts"
 
 # Demuxers that read other files or URLs, or synthesise input: refused by name.
-_REFERENCING_FORMATS = {"hls", "concat", "ffconcat", "dash", "lavfi", "image2", "sdp", "rtsp", "rtp", "tee"}
-_IMAGE_SUFFIX = "_pipe"  # png_pipe, jpeg_pipe, webp_pipe, bmp_pipe, ...: one still image each
+_REFERENCING_FORMATS = {"hls", "concat", "ffconcat", "dash", "lavfi", "sdp", "rtsp", "rtp", "tee"}
+# png_pipe, jpeg_pipe, webp_pipe, ...: one still image each. image2 would read a numbered
+# sequence, but nested opens are refused, so here it can only ever hold the one image.
+_IMAGE_SUFFIX = "_pipe"
+_IMAGE_SEQUENCE = "image2"
 _PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _SNIFFED_LISTS = {
     b"#EXTM3U": "an HLS / M3U playlist",
@@ -139,8 +142,8 @@ def video_stream(container: av.container.InputContainer, *, path: Path) -> av.vi
         raise UnsupportedFormatError(
             f"{path} is read by FFmpeg's {name!r} demuxer (a playlist, list or image sequence); give a video file"
         )
-    if name.endswith(_IMAGE_SUFFIX):
-        raise NotAVideoError(f"{path} is a single still image ({name.removesuffix(_IMAGE_SUFFIX)}), not a video")
+    if name.endswith(_IMAGE_SUFFIX) or name == _IMAGE_SEQUENCE:
+        raise NotAVideoError(f"{path} is a single still image ({_image_kind(container)}), not a video")
     streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
     if not streams:
         raise NotAVideoError(f"{path} has no video stream: it contains {_describe_streams(container)}")
@@ -150,6 +153,13 @@ def video_stream(container: av.container.InputContainer, *, path: Path) -> av.vi
             f"supported containers: {SUPPORTED_DESCRIPTION}"
         )
     return streams[0]
+
+
+def _image_kind(container: av.container.InputContainer) -> str:
+    if container.format.name.endswith(_IMAGE_SUFFIX):
+        return container.format.name.removesuffix(_IMAGE_SUFFIX)
+    video = container.streams.video
+    return video[0].codec_context.name if video else container.format.name
 
 
 def _describe_streams(container: av.container.InputContainer) -> str:

@@ -1,0 +1,223 @@
+"""Inputs the video layer must refuse or only partly read: each with a typed error or a reason."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.model.errors import (
+    InvalidOptionsError,
+    NoDecodableFramesError,
+    NotAVideoError,
+    UnsupportedFormatError,
+    VideoNotFoundError,
+)
+from shared.model.video import VideoReader, probe_video
+from tests.media import animated_frames, face_photo, make_face_clip, write_video
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_face_clip(tmp_path_factory.mktemp("inputs") / "clip.mp4", seconds=1.0, fps=10.0,
+                          width=160, height=120)
+
+
+# --- not a local regular file ----------------------------------------------------------------
+@pytest.mark.parametrize("name", [
+    "http://example.com/video.mp4", "https://example.com/v.mp4", "concat:a.mp4|b.mp4", "file:clip.mp4",
+    "pipe:0", "rtmp://host/live", "lavfi:testsrc", "tcp://127.0.0.1:9/x", "hls+http://example.com/a.m3u8",
+])
+def test_urls_and_protocol_prefixes_are_refused(name: str) -> None:
+    with pytest.raises(UnsupportedFormatError, match="only local video files"):
+        probe_video(name)
+
+
+def test_missing_file_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(VideoNotFoundError, match="not found"):
+        probe_video(tmp_path / "absent.mp4")
+
+
+def test_directory_device_and_fifo_are_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "video.fifo"
+    os.mkfifo(fifo)
+    for path in (tmp_path, Path("/dev/null"), fifo):
+        with pytest.raises(UnsupportedFormatError, match="not a regular file"):
+            probe_video(path)
+
+
+def test_symlink_to_a_video_is_a_local_file(tmp_path: Path, clip: Path) -> None:
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    assert probe_video(link).frames == 10
+
+
+# --- playlists, lists and containers off the allow-list --------------------------------------
+def test_hls_playlist_is_refused(tmp_path: Path, clip: Path) -> None:
+    playlist = tmp_path / "play.m3u8"
+    _ffmpeg("-i", str(clip), "-c", "copy", "-f", "hls", "-hls_time", "0.5", str(playlist))
+    with pytest.raises(UnsupportedFormatError, match="playlist"):
+        probe_video(playlist)
+
+
+def test_playlist_renamed_to_mp4_is_still_refused(tmp_path: Path) -> None:
+    renamed = tmp_path / "innocent.mp4"
+    renamed.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://example.com/seg0.ts\n")
+    with pytest.raises(UnsupportedFormatError, match="refers to other files or URLs"):
+        probe_video(renamed)
+
+
+def test_ffconcat_list_is_refused(tmp_path: Path, clip: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"ffconcat version 1.0\nfile '{clip}'\nfile '{clip}'\n")
+    with pytest.raises(UnsupportedFormatError, match="concat list"):
+        probe_video(listing)
+
+
+def test_allow_list_uses_the_detected_format_not_the_extension(tmp_path: Path, clip: Path) -> None:
+    nut_named_mp4 = tmp_path / "disguised.mp4"
+    _ffmpeg("-i", str(clip), "-c:v", "mpeg4", "-f", "nut", str(nut_named_mp4))
+    with pytest.raises(UnsupportedFormatError, match=r"\(nut\).*supported containers"):
+        probe_video(nut_named_mp4)
+    mp4_named_txt = tmp_path / "misnamed.txt"
+    mp4_named_txt.write_bytes(clip.read_bytes())
+    assert probe_video(mp4_named_txt).container == "mp4"
+
+
+# --- not a video ------------------------------------------------------------------------------
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(NotAVideoError, match="empty"):
+        probe_video(empty)
+
+
+def test_text_file(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("these are meeting notes, not a video\n" * 20)
+    with pytest.raises(NotAVideoError, match="looks like text"):
+        probe_video(text)
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    noise = tmp_path / "noise.avi"
+    noise.write_bytes(np.random.default_rng(7).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    with pytest.raises(NotAVideoError, match="not a video"):
+        probe_video(noise)
+
+
+@pytest.mark.parametrize(("suffix", "kind"), [(".png", "png"), (".jpg", "jpeg"), (".webp", "webp")])
+def test_still_image_is_not_a_video(tmp_path: Path, suffix: str, kind: str) -> None:
+    image = tmp_path / f"photo{suffix}"
+    Image.fromarray(face_photo("astronaut")).save(image)
+    with pytest.raises(NotAVideoError, match=f"single still image \\(m?{kind}\\), not a video"):
+        probe_video(image)
+
+
+def test_single_frame_gif_is_a_still_image(tmp_path: Path) -> None:
+    still = tmp_path / "still.gif"
+    Image.fromarray(face_photo("astronaut")).resize((64, 64)).save(still)
+    with pytest.raises(NotAVideoError, match="single frame"):
+        probe_video(still)
+
+
+@pytest.mark.parametrize(("name", "codec"), [("tone.m4a", "aac"), ("tone.mp3", "mp3")])
+def test_audio_only_says_there_is_no_video_stream(tmp_path: Path, name: str, codec: str) -> None:
+    audio = tmp_path / name
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(audio))
+    with pytest.raises(NotAVideoError, match=f"an audio stream \\({codec}.*\\) but no video stream"):
+        probe_video(audio)
+
+
+def test_mp3_cover_art_is_not_a_video_stream(tmp_path: Path) -> None:
+    cover, song = tmp_path / "cover.png", tmp_path / "song.mp3"
+    Image.fromarray(face_photo("astronaut")).resize((64, 64)).save(cover)
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-i", str(cover), "-map", "0", "-map", "1",
+            "-c:v", "png", "-disposition:v", "attached_pic", str(song))
+    with pytest.raises(NotAVideoError, match="a cover picture .* but no video stream"):
+        probe_video(song)
+
+
+def test_audio_track_is_reported(tmp_path: Path, clip: Path) -> None:
+    with_audio = tmp_path / "with_audio.mp4"
+    _ffmpeg("-i", str(clip), "-f", "lavfi", "-i", "sine=duration=1", "-c:v", "copy", "-c:a", "aac",
+            "-shortest", str(with_audio))
+    assert probe_video(with_audio).has_audio is True
+    assert probe_video(clip).has_audio is False
+
+
+# --- truncated and undecodable ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def long_source() -> np.ndarray:
+    return animated_frames(photos=("astronaut",), width=160, height=120, count=40)
+
+
+def _cut(source: Path, target: Path, fraction: float) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+def _read_all(path: Path) -> tuple[VideoReader, np.ndarray, np.ndarray]:
+    reader = VideoReader(path, batch_size=8)
+    batches = list(reader)
+    return reader, np.concatenate([b.indices for b in batches]), np.concatenate([b.frames for b in batches])
+
+
+# A keyframe every 10 frames, so a cut in the middle leaves whole groups of pictures before it.
+@pytest.mark.parametrize(("ext", "extra", "approx"), [
+    ("mp4", ("-g", "10", "-movflags", "+faststart"), ""),  # the index survives the cut: an exact count
+    ("mkv", ("-g", "10"), "~"),  # no index: the count is estimated from the stated duration
+])
+def test_file_cut_midway_yields_what_decodes_and_says_so(
+    tmp_path: Path, long_source: np.ndarray, ext: str, extra: tuple[str, ...], approx: str
+) -> None:
+    whole = write_video(tmp_path / f"whole.{ext}", long_source, fps=10.0, extra_args=extra)
+    cut = _cut(whole, tmp_path / f"cut.{ext}", 0.55)
+    reader, indices, frames = _read_all(cut)
+    decoded = reader.frames_decoded
+    assert 0 < decoded < 40
+    np.testing.assert_array_equal(indices, np.arange(decoded))
+    assert np.abs(frames.astype(np.int16) - long_source[:decoded]).mean() < 8
+    truncated = [p for p in reader.problems if p.code == "truncated"]
+    assert len(truncated) == 1
+    assert truncated[0].message.startswith(f"decoding stopped at frame {decoded} of {approx}40: ")
+    assert truncated[0].message.endswith("the rest was not analysed")
+
+
+def test_complete_file_reports_no_problem(tmp_path: Path, long_source: np.ndarray) -> None:
+    for ext in ("mp4", "mkv"):
+        reader, indices, _ = _read_all(write_video(tmp_path / f"whole.{ext}", long_source, fps=10.0))
+        assert reader.problems == [] and len(indices) == 40
+
+
+def test_nothing_decodable_is_a_typed_error(tmp_path: Path, long_source: np.ndarray) -> None:
+    whole = write_video(tmp_path / "whole.mp4", long_source, fps=10.0, extra_args=("-movflags", "+faststart"))
+    info = probe_video(whole)
+    header_only = _cut(whole, tmp_path / "header_only.mp4", 0.0)
+    header_only.write_bytes(whole.read_bytes()[:_mdat_offset(whole) + 16])
+    with pytest.raises(NoDecodableFramesError, match="h264 video stream but no frame of it could be decoded"):
+        probe_video(header_only)
+    # A reader given an earlier probe of the same path finds nothing either and says so.
+    whole.write_bytes(header_only.read_bytes())
+    with pytest.raises(NoDecodableFramesError, match="no frame of .* could be decoded"):
+        list(VideoReader(whole, info=info))
+
+
+def _mdat_offset(path: Path) -> int:
+    """Where the media data box starts in an MP4 (after the index with +faststart)."""
+    data = path.read_bytes()
+    return data.index(b"mdat") - 4
+
+
+def test_invalid_reader_options(clip: Path) -> None:
+    for kwargs in ({"batch_size": 0}, {"frame_stride": 0}, {"max_side": -1}, {"batch_size": 2.5}):
+        with pytest.raises(InvalidOptionsError):
+            VideoReader(clip, **kwargs)
