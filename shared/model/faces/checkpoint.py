@@ -1,0 +1,119 @@
+"""Reading RetinaFace checkpoint files of both public families (always `weights_only=True`).
+
+- Pytorch_Retinaface `.pth`: a state dict whose keys carry DataParallel's `module.` prefix.
+- retinaface-pytorch release `.zip`: a zip archive holding one file, itself a `torch.save`d state dict
+  (torch's own `.pth` files are zip archives too; those are told apart by their `data.pkl` entry).
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from shared.model.errors import CheckpointFormatError
+from shared.model.faces.retinaface import RetinaFace, guess_backbone, load_state, strip_prefixes
+from shared.model.weights_registry import (
+    NORMALISATION,
+    KnownWeights,
+    Normalisation,
+    lookup,
+    lookup_by_sha256,
+    sha256_of,
+)
+
+
+@dataclass(frozen=True)
+class LoadedDetectorWeights:
+    """A RetinaFace network with its weights, and how its input must be prepared."""
+
+    net: RetinaFace
+    backbone: str
+    family: str
+    normalisation: Normalisation
+    family_source: str  # how the family was decided: "registry", "sha256", "key layout", "container"
+    path: Path
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict in `path` and its container: "torch" (a plain torch file) or "zip" (a zip around one)."""
+    path = Path(path)
+    try:
+        if _is_wrapped_zip(path):
+            return _unwrap(_load_zip_member(path)), "zip"
+        return _unwrap(torch.load(path, map_location="cpu", weights_only=True)), "torch"
+    except CheckpointFormatError:
+        raise
+    except Exception as exc:  # torch raises many types for foreign or unsafe pickles
+        raise CheckpointFormatError(f"{path.name} cannot be loaded as a safe state dict: {exc}") from exc
+
+
+def _is_wrapped_zip(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return not any(n.endswith("data.pkl") for n in names)
+
+
+def _load_zip_member(path: Path) -> object:
+    with zipfile.ZipFile(path) as archive:
+        members = [i for i in archive.infolist() if not i.is_dir()]
+        if len(members) != 1:
+            raise CheckpointFormatError(f"{path.name}: expected a zip holding one state-dict file, found {len(members)}")
+        data = archive.read(members[0])
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _unwrap(obj: object) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointFormatError("the file holds no state dict of tensors")
+    return dict(obj)
+
+
+def decide_family(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    *,
+    container: str,
+    entry: KnownWeights | None,
+    registry: Sequence[KnownWeights] | None = None,
+) -> tuple[str, str]:
+    """(family, how it was decided): registry entry by file name, else by sha256, else by layout."""
+    if entry is not None and entry.family in NORMALISATION:
+        return entry.family, "registry"
+    by_name = lookup(Path(path).name, registry)
+    if by_name is not None and by_name.family in NORMALISATION:
+        return by_name.family, "registry"
+    by_hash = lookup_by_sha256(sha256_of(path), registry)
+    if by_hash is not None and by_hash.family in NORMALISATION:
+        return by_hash.family, "sha256"
+    if container == "zip":
+        return "retinaface-pytorch", "container"
+    if any(k.startswith("module.") for k in state):
+        return "pytorch-retinaface", "key layout"
+    # Unprefixed plain state dict: the more common family re-saved without DataParallel.
+    return "pytorch-retinaface", "default"
+
+
+def load_detector_weights(
+    path: Path,
+    *,
+    backbone: str | None = None,
+    entry: KnownWeights | None = None,
+    registry: Sequence[KnownWeights] | None = None,
+) -> LoadedDetectorWeights:
+    """Build the RetinaFace network a checkpoint file belongs to and load it (CPU, eval mode)."""
+    path = Path(path)
+    state, container = read_state_dict(path)
+    stripped = strip_prefixes(state)
+    actual = backbone or (entry.backbone if entry and entry.backbone else None) or guess_backbone(stripped)
+    net = load_state(RetinaFace(actual), stripped, source=path.name).eval()
+    family, source = decide_family(path, state, container=container, entry=entry, registry=registry)
+    return LoadedDetectorWeights(net=net, backbone=actual, family=family, normalisation=NORMALISATION[family],
+                                 family_source=source, path=path)

@@ -1,0 +1,117 @@
+"""`build_face_detector`: RetinaFace when its weights are installed, else the OpenCV fallback."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from shared.model.errors import InvalidOptionsError, WeightsNotFoundError
+from shared.model.types import Detection, Reason
+from shared.model.weights_registry import KnownWeights, detector_candidates, find_detector_weights
+
+KINDS = ("auto", "retinaface", "opencv", "none")
+FALLBACK_CODE = "fallback_face_detector"
+
+
+class FaceDetector(Protocol):
+    """Finds faces in batches of frames."""
+
+    name: str
+
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
+        """(N, H, W, 3) uint8 RGB frames → per frame, detections with (x1, y1, x2, y2) boxes in frame pixels."""
+        ...
+
+
+def default_backbone(device: str) -> str:
+    """MobileNet0.25 on CPU (ResNet50 manages ~3 frames/s there), ResNet50 on CUDA."""
+    return "resnet50" if device.startswith("cuda") else "mobilenet0.25"
+
+
+def build_face_detector(
+    *,
+    kind: str = "auto",
+    device: str = "cpu",
+    weights_dir: Path,
+    max_side: int = 640,
+    score_threshold: float = 0.6,
+    backbone: str | None = None,
+    registry: Sequence[KnownWeights] | None = None,
+) -> tuple[FaceDetector | None, list[Reason]]:
+    """The face detector for `kind` (auto|retinaface|opencv|none) and the warnings its choice implies.
+
+    "none" → (None, []): the caller uses the whole frame. "retinaface" without weights raises
+    WeightsNotFoundError; "auto" then falls back to OpenCV's Haar cascade with a warning.
+    """
+    if kind not in KINDS:
+        raise InvalidOptionsError(f"unknown face detector {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "none":
+        return None, []
+    if kind == "opencv":
+        return _haar(max_side), []
+    device = _resolve_device(device)
+    found = _find_weights(Path(weights_dir), device=device, backbone=backbone, registry=registry)
+    if found is not None:
+        return _retinaface(found, device=device, max_side=max_side, score_threshold=score_threshold,
+                           registry=registry), []
+    if kind == "retinaface":
+        raise WeightsNotFoundError(_missing_message(Path(weights_dir), device=device, backbone=backbone,
+                                                    registry=registry))
+    reason = Reason(
+        FALLBACK_CODE,
+        f"no RetinaFace weights in {weights_dir}/; used OpenCV's Haar cascade, which misses profile and "
+        "small faces — run `deepfake weights fetch` to install RetinaFace",
+    )
+    return _haar(max_side), [reason]
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _search_order(device: str, backbone: str | None) -> list[str]:
+    if backbone is not None:
+        return [backbone]
+    first = default_backbone(device)
+    return [first, "resnet50" if first == "mobilenet0.25" else "mobilenet0.25"]
+
+
+def _find_weights(weights_dir: Path, *, device: str, backbone: str | None,
+                  registry: Sequence[KnownWeights] | None) -> tuple[Path, KnownWeights | None, str] | None:
+    for name in _search_order(device, backbone):
+        found = find_detector_weights(weights_dir, backbone=name, registry=registry)
+        if found is not None:
+            return found[0], found[1], name
+    return None
+
+
+def _missing_message(weights_dir: Path, *, device: str, backbone: str | None,
+                     registry: Sequence[KnownWeights] | None) -> str:
+    names = []
+    for name in _search_order(device, backbone):
+        names += [f for e in detector_candidates(name, registry) for f in e.filenames]
+        names.append(f"retinaface-{name}*.pth")
+    return (f"no RetinaFace weights in {weights_dir}/ (looked for {', '.join(names)}); "
+            "run `deepfake weights fetch` to download them")
+
+
+def _retinaface(found: tuple[Path, KnownWeights | None, str], *, device: str, max_side: int,
+                score_threshold: float, registry: Sequence[KnownWeights] | None) -> FaceDetector:
+    from shared.model.faces.checkpoint import load_detector_weights
+    from shared.model.faces.inference import RetinaFaceDetector
+
+    path, entry, backbone = found
+    loaded = load_detector_weights(path, backbone=backbone, entry=entry, registry=registry)
+    return RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, device=device,
+                              max_side=max_side, score_threshold=score_threshold)
+
+
+def _haar(max_side: int) -> FaceDetector:
+    from shared.model.faces.opencv import HaarFaceDetector
+
+    return HaarFaceDetector(max_side=max_side)

@@ -1,0 +1,107 @@
+"""Batched RetinaFace detection on CPU or CUDA at a bounded resolution, boxes in frame coordinates."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared.model.faces.priors import decode_boxes, decode_landmarks, prior_boxes, select
+from shared.model.faces.retinaface import RetinaFace
+from shared.model.types import Detection
+from shared.model.weights_registry import Normalisation
+
+
+def detection_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """The (height, width) frames are detected at: longest side at most `max_side`, never enlarged."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class RetinaFaceDetector:
+    """Runs a loaded RetinaFace on batches of RGB uint8 frames."""
+
+    def __init__(
+        self,
+        net: RetinaFace,
+        *,
+        normalisation: Normalisation,
+        device: str | torch.device = "cpu",
+        max_side: int = 640,
+        score_threshold: float = 0.6,
+        iou_threshold: float = 0.4,
+        batch_size: int = 16,
+    ) -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.name = f"retinaface-{net.backbone}"
+        self.normalisation = normalisation
+        self.max_side = max_side
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.batch_size = batch_size
+        self._mean = torch.tensor(normalisation.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(normalisation.std, device=self.device).view(1, 3, 1, 1)
+
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
+        """Faces per frame; `frames` is (N, H, W, 3) uint8 RGB, boxes are (x1, y1, x2, y2) in its pixels."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be (N, H, W, 3), got {frames.shape}")
+        results: list[list[Detection]] = []
+        for start in range(0, frames.shape[0], self.batch_size):
+            results.extend(self._detect_chunk(frames[start : start + self.batch_size]))
+        return results
+
+    @torch.inference_mode()
+    def _detect_chunk(self, frames: np.ndarray) -> list[list[Detection]]:
+        height, width = frames.shape[1:3]
+        size = detection_size(height, width, self.max_side)
+        batch = self._prepare(frames, size)
+        loc, logits, landmark_offsets = self.net(batch)
+        priors = prior_boxes(*size, device=self.device)
+        if priors.shape[0] != loc.shape[1]:
+            raise RuntimeError(f"{priors.shape[0]} priors for {loc.shape[1]} predictions at input {size}")
+        scores = logits.float().softmax(dim=-1)[..., 1]
+        boxes = decode_boxes(loc.float(), priors, size=size)
+        landmarks = decode_landmarks(landmark_offsets.float(), priors, size=size)
+        selected = select(boxes, scores, landmarks, score_threshold=self.score_threshold,
+                          iou_threshold=self.iou_threshold)
+        factors = (width / size[1], height / size[0])
+        return [self._to_detections(b, s, lm, factors=factors, frame_size=(height, width)) for b, s, lm in selected]
+
+    def _prepare(self, frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
+        batch = pixels.permute(0, 3, 1, 2).float()
+        if tuple(batch.shape[-2:]) != size:
+            batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if self.normalisation.channels == "BGR":
+            batch = batch.flip(1)
+        batch = (batch * self.normalisation.scale - self._mean) / self._std
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    @staticmethod
+    def _to_detections(
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        landmarks: torch.Tensor | None,
+        *,
+        factors: tuple[float, float],
+        frame_size: tuple[int, int],
+    ) -> list[Detection]:
+        sx, sy = factors
+        height, width = frame_size
+        box_np = (boxes.cpu().numpy() * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)
+        box_np[:, [0, 2]] = box_np[:, [0, 2]].clip(0, width)
+        box_np[:, [1, 3]] = box_np[:, [1, 3]].clip(0, height)
+        lm_np = None if landmarks is None else landmarks.cpu().numpy() * np.array([sx, sy], dtype=np.float32)
+        out = []
+        for i, score in enumerate(scores.cpu().tolist()):
+            if box_np[i, 2] <= box_np[i, 0] or box_np[i, 3] <= box_np[i, 1]:
+                continue
+            out.append(Detection(box=box_np[i], score=float(score),
+                                 landmarks=None if lm_np is None else lm_np[i].astype(np.float32)))
+        return out

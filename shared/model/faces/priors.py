@@ -1,0 +1,95 @@
+"""RetinaFace anchors (priors), box/landmark decoding and batched NMS.
+
+Priors are normalised (cx, cy, w, h) over the network input; they are built once per input size
+(building them per call costs tens of milliseconds at 720p) and cached.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+STEPS = (8, 16, 32)
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+VARIANCES = (0.1, 0.2)
+
+
+def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
+    """Feature-map size (rows, cols) per level for an input of height×width (stride-2 convs round up)."""
+    return [(math.ceil(height / s), math.ceil(width / s)) for s in STEPS]
+
+
+@lru_cache(maxsize=32)
+def _priors_cpu(height: int, width: int) -> torch.Tensor:
+    parts = []
+    for (rows, cols), step, sizes in zip(level_shapes(height, width), STEPS, MIN_SIZES):
+        ys = (torch.arange(rows, dtype=torch.float32) + 0.5) * step / height
+        xs = (torch.arange(cols, dtype=torch.float32) + 0.5) * step / width
+        cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+        per_size = []
+        for size in sizes:
+            w = torch.full_like(cx, size / width)
+            h = torch.full_like(cy, size / height)
+            per_size.append(torch.stack([cx, cy, w, h], dim=-1))
+        # Order (row, col, anchor) matches the heads' (H, W, anchors) flattening.
+        parts.append(torch.stack(per_size, dim=2).reshape(-1, 4))
+    return torch.cat(parts, dim=0)
+
+
+_device_cache: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def prior_boxes(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(P, 4) priors (cx, cy, w, h), normalised to the input size, on `device`; cached per size and device."""
+    key = (int(height), int(width), str(device))
+    cached = _device_cache.get(key)
+    if cached is None:
+        if len(_device_cache) > 64:
+            _device_cache.clear()
+        cached = _priors_cpu(int(height), int(width)).to(device)
+        _device_cache[key] = cached
+    return cached
+
+
+def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, *, size: tuple[int, int]) -> torch.Tensor:
+    """Offsets (..., P, 4) → corner boxes (x1, y1, x2, y2) in input pixels; `size` is (height, width)."""
+    centre = priors[..., :2] + loc[..., :2] * VARIANCES[0] * priors[..., 2:]
+    wh = priors[..., 2:] * torch.exp(loc[..., 2:] * VARIANCES[1])
+    boxes = torch.cat([centre - wh / 2, centre + wh / 2], dim=-1)
+    height, width = size
+    return boxes * boxes.new_tensor([width, height, width, height])
+
+
+def decode_landmarks(pred: torch.Tensor, priors: torch.Tensor, *, size: tuple[int, int]) -> torch.Tensor:
+    """Offsets (..., P, 10) → five (x, y) points (..., P, 5, 2) in input pixels."""
+    points = pred.reshape(*pred.shape[:-1], 5, 2)
+    centres = priors[..., None, :2] + points * VARIANCES[0] * priors[..., None, 2:]
+    height, width = size
+    return centres * centres.new_tensor([width, height])
+
+
+def select(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    landmarks: torch.Tensor | None = None,
+    *,
+    score_threshold: float,
+    iou_threshold: float = 0.4,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Per image of a batch: drop scores below the threshold, then NMS, highest score first.
+
+    boxes (N, P, 4), scores (N, P), landmarks (N, P, 5, 2) or None; one NMS call for the whole batch.
+    """
+    from torchvision.ops import batched_nms
+
+    image_idx, prior_idx = torch.nonzero(scores >= score_threshold, as_tuple=True)
+    kept_boxes = boxes[image_idx, prior_idx].float()
+    kept_scores = scores[image_idx, prior_idx].float()
+    keep = batched_nms(kept_boxes, kept_scores, image_idx, iou_threshold)
+    results = []
+    for i in range(scores.shape[0]):
+        mine = keep[image_idx[keep] == i]
+        lms = landmarks[image_idx[mine], prior_idx[mine]] if landmarks is not None else None
+        results.append((kept_boxes[mine], kept_scores[mine], lms))
+    return results
