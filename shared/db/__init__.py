@@ -28,6 +28,7 @@ Data access (`shared.db.jobs`, all keyword-only; see that module for which ones 
     complete_job(session, job_id, result, artifacts, attempt=None) -> bool
     fail_job(session, job_id, code, message, attempt=None) -> bool
     cancel_running_job(session, job_id, attempt=None) -> bool
+    release_job(session, job_id, attempt) -> bool   running → queued before a retry
     reap_stale_jobs(session, stale_after_s, max_attempts) -> list[str]  (ids to enqueue again)
     result_windows(result) -> list[dict]
 

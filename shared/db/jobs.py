@@ -280,14 +280,29 @@ def cancel_running_job(*, session: Session, job_id: str, attempt: int | None = N
     return done
 
 
+def release_job(*, session: Session, job_id: str, attempt: int) -> bool:
+    """Running → queued: a worker gives its claim back before retrying after a transient error
+    (the only way back to queued besides the reaper). Commits."""
+    now = utcnow()
+    _update(session, and_(_running(job_id, attempt), Job.cancel_requested.is_(True)),
+            status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now)
+    done = _update(session, _running(job_id, attempt), status=JobStatus.QUEUED.value, worker=None,
+                   heartbeat_at=None, updated_at=now)
+    session.commit()
+    return done
+
+
 def reap_stale_jobs(*, session: Session, stale_after_s: float, max_attempts: int) -> list[str]:
     """Running jobs whose heartbeat stopped: requeue those with attempts left (status → queued;
-    the caller must send their task again) and fail the others with `worker_lost`. Commits.
+    the caller must send their task again) and fail the others with `worker_lost`; a lost job
+    whose cancellation was requested is cancelled. Commits.
 
     Returns the ids requeued by this call; concurrent reapers never requeue the same job twice.
     """
     now = utcnow()
     stale = and_(Job.status == JobStatus.RUNNING.value, _stale(now, stale_after_s))
+    _update(session, and_(stale, Job.cancel_requested.is_(True)), status=JobStatus.CANCELLED.value,
+            finished_at=now, updated_at=now)
     _update(session, and_(stale, Job.attempts >= max_attempts),
             **_failure(now, WORKER_LOST, _lost_message(max_attempts)))
     requeued = []

