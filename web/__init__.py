@@ -45,7 +45,8 @@ def _default_config(settings: Settings) -> dict[str, Any]:
         "SECRET_KEY": settings.secret_key,
         "MAX_UPLOAD_BYTES": max_upload,
         "MAX_CONTENT_LENGTH": max_upload + FORM_OVERHEAD_BYTES,
-        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+        # Werkzeug also applies this to its parse buffer (64 KiB reads + leftovers): keep its default.
+        "MAX_FORM_MEMORY_SIZE": 500_000,
         "MAX_FORM_PARTS": 64,
         # Where the web sends jobs: the first queue workers are told to consume.
         "ANALYSIS_QUEUE": settings.worker_queues[0],
