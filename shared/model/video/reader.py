@@ -179,13 +179,13 @@ class _BatchBuilder:
         self._start = stream.start_time
         self._step = 1.0 / reader.info.fps
         self._previous: float | None = None
-        self._new_batch()
+        self._count = 0
 
     def _new_batch(self) -> None:
+        """Allocate the next batch's arrays (called lazily, so no empty batch outlives the last)."""
         self._frames = np.empty((self._capacity, *self._shape), dtype=np.uint8)
         self._indices = np.empty(self._capacity, dtype=np.int64)
         self._times = np.empty(self._capacity, dtype=np.float64)
-        self._count = 0
 
     def time_of(self, frame: av.VideoFrame) -> float:
         """Seconds since the stream's start, from the pts (extrapolated when a frame has none)."""
@@ -200,6 +200,8 @@ class _BatchBuilder:
 
     def add(self, frame: av.VideoFrame, *, index: int, time_s: float) -> FrameBatch | None:
         """Convert and store one frame; return the batch when it is full."""
+        if self._count == 0:
+            self._new_batch()
         width, height = self._decode_size
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
         slot = self._count
@@ -210,14 +212,17 @@ class _BatchBuilder:
         return self.flush() if self._count == self._capacity else None
 
     def flush(self) -> FrameBatch | None:
-        """The partly or wholly filled batch (None when empty); a new one is started."""
+        """The partly or wholly filled batch (None when empty); the next add() starts a new one."""
         if self._count == 0:
             return None
         count = self._count
-        batch = FrameBatch(
-            indices=self._indices[:count], times_s=self._times[:count], frames=self._frames[:count]
-        )
-        self._new_batch()
+        if count == self._capacity:
+            batch = FrameBatch(indices=self._indices, times_s=self._times, frames=self._frames)
+        else:  # the last batch: copies, so the unused rest of the buffer is not kept alive
+            batch = FrameBatch(indices=self._indices[:count].copy(), times_s=self._times[:count].copy(),
+                               frames=self._frames[:count].copy())
+        self._count = 0
+        del self._frames, self._indices, self._times
         return batch
 
 

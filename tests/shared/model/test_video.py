@@ -1,0 +1,245 @@
+"""Probe and reader behaviour: counts, rotation, variable frame rate, odd sizes, strides, memory."""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import subprocess
+import weakref
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from shared.model.video import VideoReader, probe_video, sha256_file
+from tests.media import animated_frames, make_face_clip, write_video
+
+FPS = 10.0
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def _ffprobe(path: Path, *entries: str) -> list[str]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", *entries,
+         "-of", "default=nw=1:nk=1", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    return [line for line in out.stdout.split() if line]
+
+
+def _read(path: Path, **kwargs) -> tuple[VideoReader, np.ndarray, np.ndarray, np.ndarray]:
+    reader = VideoReader(path, **kwargs)
+    batches = list(reader)
+    return (reader, np.concatenate([b.indices for b in batches]), np.concatenate([b.times_s for b in batches]),
+            np.concatenate([b.frames for b in batches]))
+
+
+def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.fixture(scope="module")
+def source() -> np.ndarray:
+    return animated_frames(photos=("astronaut", "grace_hopper"), width=320, height=240, count=20)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory, source: np.ndarray) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", source, fps=FPS)
+
+
+# --- probe --------------------------------------------------------------------------------------
+def test_probe_reads_the_index_of_an_mp4(clip: Path) -> None:
+    info = probe_video(clip)
+    assert (info.container, info.codec, info.width, info.height, info.rotation) == ("mp4", "h264", 320, 240, 0)
+    assert (info.frames, info.frames_exact) == (20, True)
+    assert info.fps == pytest.approx(FPS)
+    assert info.duration_s == pytest.approx(2.0, abs=0.01)
+    assert info.has_audio is False and info.path == clip
+
+
+def test_probe_estimates_the_count_without_an_index(tmp_path: Path, clip: Path) -> None:
+    mkv = tmp_path / "clip.mkv"
+    _ffmpeg("-i", str(clip), "-c", "copy", str(mkv))
+    info = probe_video(mkv)
+    assert (info.container, info.frames, info.frames_exact) == ("matroska", 20, False)
+    assert info.duration_s == pytest.approx(2.0, abs=0.01)
+
+
+def test_video_info_to_dict_is_json_ready(clip: Path) -> None:
+    data = json.loads(json.dumps(probe_video(clip).to_dict()))
+    assert data["path"] == str(clip) and data["frames"] == 20 and data["frames_exact"] is True
+    assert set(data) == {"path", "container", "codec", "width", "height", "rotation", "fps", "frames",
+                         "frames_exact", "duration_s", "has_audio"}
+
+
+# --- reader basics --------------------------------------------------------------------------------
+def test_reader_yields_every_frame_in_batches(clip: Path, source: np.ndarray) -> None:
+    reader = VideoReader(clip, batch_size=8)
+    batches = list(reader)
+    assert [len(b) for b in batches] == [8, 8, 4]
+    for batch in batches:
+        assert batch.frames.flags.c_contiguous and batch.frames.dtype == np.uint8
+        assert batch.indices.dtype == np.int64 and batch.times_s.dtype == np.float64
+    frames = np.concatenate([b.frames for b in batches])
+    assert _mean_abs_diff(frames, source) < 6
+    assert reader.frames_decoded == 20 and reader.problems == []
+
+
+def test_frame_stride_keeps_every_kth_frame(clip: Path) -> None:
+    _, _, _, every = _read(clip)
+    reader, indices, times, strided = _read(clip, frame_stride=3, batch_size=4)
+    np.testing.assert_array_equal(indices, np.arange(0, 20, 3))
+    np.testing.assert_allclose(times, indices / FPS, atol=1e-6)
+    np.testing.assert_array_equal(strided, every[indices])
+    assert reader.frames_decoded == 20  # all decoded, only every third kept
+
+
+def test_iterating_again_starts_over(clip: Path) -> None:
+    reader = VideoReader(clip, batch_size=16)
+    first = [b.indices.tolist() for b in reader]
+    second = [b.indices.tolist() for b in reader]
+    assert first == second == [list(range(16)), list(range(16, 20))]
+    assert reader.frames_decoded == 20
+
+
+def test_close_midway_releases_the_file(clip: Path) -> None:
+    process = psutil.Process()
+    open_before = {f.path for f in process.open_files()}
+    with VideoReader(clip, batch_size=4) as reader:
+        batches = iter(reader)
+        next(batches)
+        assert str(clip) in {f.path for f in process.open_files()} - open_before
+    assert str(clip) not in {f.path for f in process.open_files()}
+    assert next(batches, None) is None
+
+
+def test_max_side_downscales_in_the_conversion(clip: Path, source: np.ndarray) -> None:
+    _, _, _, small = _read(clip, max_side=160)
+    assert small.shape == (20, 120, 160, 3)
+    reference = source.reshape(20, 120, 2, 160, 2, 3).mean(axis=(2, 4))  # a 2x2 box filter
+    assert _mean_abs_diff(small, reference) < 6
+    _, _, _, same = _read(clip, max_side=1000)
+    assert same.shape == (20, 240, 320, 3)
+
+
+# --- rotation -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("tag", [90, 180, 270])
+def test_rotation_metadata_gives_upright_frames(tmp_path: Path, clip: Path, tag: int) -> None:
+    rotated = tmp_path / "rotated.mp4"
+    _ffmpeg("-i", str(clip), "-c", "copy", "-metadata:s:v:0", f"rotate={tag}", str(rotated))
+    matrix_angle = _ffprobe(rotated, "stream_side_data=rotation")  # counter-clockwise, as FFmpeg reports it
+    assert matrix_angle, "this ffmpeg wrote no display matrix"
+    clockwise = -int(float(matrix_angle[0])) % 360
+
+    info = probe_video(rotated)
+    assert info.rotation == clockwise
+    assert (info.width, info.height) == ((240, 320) if clockwise in (90, 270) else (320, 240))
+    _, _, _, upright = _read(rotated)
+    assert upright.shape == (20, info.height, info.width, 3)
+    # Exactly the unrotated file's pixels turned clockwise by that angle...
+    _, _, _, stored = _read(clip)
+    np.testing.assert_array_equal(upright, np.rot90(stored, k=-clockwise // 90, axes=(1, 2)))
+    # ...and what ffmpeg itself shows (it applies the display matrix on its own).
+    shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rotated), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                           capture_output=True, check=True).stdout
+    assert _mean_abs_diff(upright, np.frombuffer(shown, np.uint8).reshape(upright.shape)) < 2
+
+
+def test_rotation_with_max_side(tmp_path: Path, clip: Path) -> None:
+    rotated = tmp_path / "rotated.mp4"
+    _ffmpeg("-i", str(clip), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    reader, _, _, frames = _read(rotated, max_side=160)
+    assert frames.shape == (20, 160, 120, 3) and reader.output_size() == (120, 160)
+
+
+# --- variable frame rate and odd sizes ----------------------------------------------------------
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_variable_frame_rate_times_come_from_pts(tmp_path: Path, source: np.ndarray, ext: str) -> None:
+    # 10 frames 100 ms apart, then 10 frames 263 ms apart (milliseconds, time base 1/1000).
+    vfr = write_video(
+        tmp_path / f"vfr.{ext}", source, fps=FPS,
+        extra_args=("-vf", "settb=1/1000,setpts='if(lt(N,10),N*100,1000+(N-10)*263)'",
+                    "-fps_mode", "passthrough", "-enc_time_base", "1/1000"),
+    )
+    expected = np.array([n * 0.1 if n < 10 else 1.0 + (n - 10) * 0.263 for n in range(20)])
+    reader, indices, times, _ = _read(vfr, batch_size=6)
+    np.testing.assert_array_equal(indices, np.arange(20))
+    np.testing.assert_allclose(times, expected, atol=1e-6)
+    start = float(_ffprobe(vfr, "stream=start_time")[0])
+    np.testing.assert_allclose(times, np.array([float(t) for t in _ffprobe(vfr, "frame=pts_time")]) - start,
+                               atol=1e-6)
+    assert reader.problems == []  # the uneven spacing is not mistaken for a gap or a cut
+    info = probe_video(vfr)
+    if info.frames_exact:  # with an index the average rate is frames / duration
+        assert info.frames == 20 and info.fps == pytest.approx(20 / info.duration_s, rel=0.1)
+    else:  # Matroska has no frame count; FFmpeg's rate guess is all a cheap probe has
+        assert info.duration_s == pytest.approx(expected[-1] + 0.263, abs=0.3)
+
+
+@pytest.mark.parametrize(("ext", "codec", "pix_fmt", "tolerance"), [
+    ("mkv", "ffv1", "yuv444p", 2.0),
+    ("avi", "mjpeg", "yuvj444p", 6.0),
+    ("mp4", "libx264", "yuv444p", 6.0),
+])
+def test_odd_frame_size(tmp_path: Path, ext: str, codec: str, pix_fmt: str, tolerance: float) -> None:
+    odd = animated_frames(photos=("astronaut",), width=321, height=239, count=5)
+    path = write_video(tmp_path / f"odd.{ext}", odd, fps=FPS, codec=codec, pix_fmt=pix_fmt)
+    info = probe_video(path)
+    assert (info.width, info.height) == (321, 239)
+    _, _, _, frames = _read(path)
+    assert frames.shape == (5, 239, 321, 3) and frames.flags.c_contiguous
+    assert _mean_abs_diff(frames, odd) < tolerance
+
+
+# --- memory ---------------------------------------------------------------------------------------
+def _peak_rss_growth(path: Path) -> tuple[int, int]:
+    """Peak RSS growth while iterating the whole file (batches dropped as a consumer would)."""
+    process = psutil.Process()
+    gc.collect()
+    base = peak = process.memory_info().rss
+    reader = VideoReader(path, batch_size=8)
+    for _ in reader:
+        peak = max(peak, process.memory_info().rss)
+    return peak - base, reader.frames_decoded
+
+
+def test_memory_does_not_grow_with_video_length(tmp_path: Path) -> None:
+    short = make_face_clip(tmp_path / "short.mp4", seconds=2.0, fps=25.0, width=320, height=240)
+    long = tmp_path / "long.mp4"  # the same 2 s looped to 20 s: 500 frames, 115 MB of RGB if kept
+    _ffmpeg("-stream_loop", "9", "-i", str(short), "-c", "copy", str(long))
+    _peak_rss_growth(short)  # warm up: libraries, decoder pools
+    short_growth, short_frames = _peak_rss_growth(short)
+    long_growth, long_frames = _peak_rss_growth(long)
+    assert (short_frames, long_frames) == (50, 500)
+    assert long_growth - short_growth < 30 * 2**20, f"{long_growth / 2**20:.1f} MB vs {short_growth / 2**20:.1f} MB"
+
+
+def test_only_the_current_batch_is_alive(clip: Path) -> None:
+    alive_counts = []
+    owners: list[weakref.ref] = []
+    for batch in VideoReader(clip, batch_size=4):
+        owners.append(weakref.ref(batch.frames if batch.frames.base is None else batch.frames.base))
+        del batch
+        gc.collect()
+        alive_counts.append(sum(ref() is not None for ref in owners))
+    assert len(owners) == 5
+    assert alive_counts == [1] * 5  # the reader keeps only what it is filling, never past batches
+
+
+# --- checksum -------------------------------------------------------------------------------------
+def test_sha256_file_streams_in_chunks(tmp_path: Path) -> None:
+    data = np.random.default_rng(3).integers(0, 256, 3 * 2**20 + 17, dtype=np.uint8).tobytes()
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert sha256_file(path, chunk_size=65_537) == hashlib.sha256(data).hexdigest()
+    empty = tmp_path / "empty.bin"
+    empty.touch()
+    assert sha256_file(empty) == hashlib.sha256(b"").hexdigest()
+    with pytest.raises(ValueError):
+        sha256_file(path, chunk_size=0)
