@@ -7,6 +7,7 @@ prints frames/s. Run: ``.venv/bin/python bench/decode_bench.py [--seconds 20] [-
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -78,29 +79,38 @@ def decode_opencv(path: Path) -> int:
     return count
 
 
-def measure(name: str, decode: Callable[[], int], *, repeat: int) -> None:
-    """Print the best of `repeat` runs (the machine is shared; the best run is the least disturbed)."""
-    best = 0.0
-    frames = 0
+def measure(approaches: dict[str, Callable[[], int]], *, repeat: int) -> None:
+    """Print each approach's best of `repeat` runs.
+
+    The rounds interleave the approaches, so a burst of load from other processes on this shared
+    machine does not land on one approach only; the best run is the least disturbed one.
+    """
+    best = dict.fromkeys(approaches, 0.0)
+    frames = dict.fromkeys(approaches, 0)
     for _ in range(repeat):
-        start = time.perf_counter()
-        frames = decode()
-        best = max(best, frames / (time.perf_counter() - start))
-    print(f"{name:<40} {frames:>6} frames  {best:8.1f} frames/s", flush=True)
+        for name, decode in approaches.items():
+            start = time.perf_counter()
+            frames[name] = decode()
+            best[name] = max(best[name], frames[name] / (time.perf_counter() - start))
+    for name in approaches:
+        print(f"{name:<40} {frames[name]:>6} frames  {best[name]:8.1f} frames/s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp), seconds=args.seconds)
-        print(f"clip: 1280x720 30 fps h264, {args.seconds} s, {clip.stat().st_size / 1e6:.1f} MB")
-        measure("pyav single-thread + rgb24", lambda: decode_pyav(clip, threaded=False), repeat=args.repeat)
-        measure("pyav thread_type=AUTO + rgb24", lambda: decode_pyav(clip, threaded=True), repeat=args.repeat)
-        measure("opencv VideoCapture + BGR2RGB", lambda: decode_opencv(clip), repeat=args.repeat)
-        measure("shared.model.video.VideoReader", lambda: decode_pyav_reader(clip), repeat=args.repeat)
+        print(f"clip: 1280x720 30 fps h264, {args.seconds} s, {clip.stat().st_size / 1e6:.1f} MB; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        measure({
+            "pyav single-thread + rgb24": lambda: decode_pyav(clip, threaded=False),
+            "pyav thread_type=AUTO + rgb24": lambda: decode_pyav(clip, threaded=True),
+            "opencv VideoCapture + BGR2RGB": lambda: decode_opencv(clip),
+            "shared.model.video.VideoReader": lambda: decode_pyav_reader(clip),
+        }, repeat=args.repeat)
     return 0
 
 

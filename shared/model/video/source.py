@@ -40,6 +40,7 @@ _REFERENCING_FORMATS = {"hls", "concat", "ffconcat", "dash", "lavfi", "sdp", "rt
 # sequence, but nested opens are refused, so here it can only ever hold the one image.
 _IMAGE_SUFFIX = "_pipe"
 _IMAGE_SEQUENCE = "image2"
+_TEXT_FORMATS = {"tty"}  # FFmpeg renders text files (.txt, .nfo, .ans) as a teletype "video"
 _PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _SNIFFED_LISTS = {
     b"#EXTM3U": "an HLS / M3U playlist",
@@ -142,6 +143,8 @@ def video_stream(container: av.container.InputContainer, *, path: Path) -> av.vi
         raise UnsupportedFormatError(
             f"{path} is read by FFmpeg's {name!r} demuxer (a playlist, list or image sequence); give a video file"
         )
+    if name in _TEXT_FORMATS:
+        raise NotAVideoError(f"{path} is a text file, not a video")
     if name.endswith(_IMAGE_SUFFIX) or name == _IMAGE_SEQUENCE:
         raise NotAVideoError(f"{path} is a single still image ({_image_kind(container)}), not a video")
     streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]

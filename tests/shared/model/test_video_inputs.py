@@ -106,6 +106,14 @@ def test_text_file(tmp_path: Path) -> None:
         probe_video(text)
 
 
+@pytest.mark.parametrize("name", ["notes.txt", "readme.nfo", "art.ans"])
+def test_text_file_ffmpeg_would_render_as_teletype(tmp_path: Path, name: str) -> None:
+    text = tmp_path / name
+    text.write_text("these are meeting notes, not a video\n" * 20)
+    with pytest.raises(NotAVideoError, match="(a text file|looks like text)"):
+        probe_video(text)
+
+
 def test_random_bytes(tmp_path: Path) -> None:
     noise = tmp_path / "noise.avi"
     noise.write_bytes(np.random.default_rng(7).integers(0, 256, 20000, dtype=np.uint8).tobytes())
