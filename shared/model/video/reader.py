@@ -124,7 +124,7 @@ class VideoReader:
                     self._decode_errors.append(str(exc))
                     continue
                 yield from frames
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, OSError) as exc:
             self._note_truncated(f"reading the file failed: {exc}")
 
     def _finish(self, last_time: float | None) -> None:

@@ -196,6 +196,24 @@ def test_odd_frame_size(tmp_path: Path, ext: str, codec: str, pix_fmt: str, tole
     assert _mean_abs_diff(frames, odd) < tolerance
 
 
+def test_resolution_change_midway_keeps_the_first_size(tmp_path: Path) -> None:
+    small = animated_frames(photos=("astronaut",), width=176, height=144, count=6)
+    large = animated_frames(photos=("astronaut",), width=352, height=288, count=6)
+    parts = [
+        write_video(tmp_path / f"part{i}.webm", frames, fps=FPS, codec="libvpx", extra_args=("-deadline", "realtime"))
+        for i, frames in enumerate((small, large))
+    ]
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    joined = tmp_path / "joined.webm"  # as WebRTC recordings do: the size changes within one stream
+    _ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(joined))
+    reader, indices, _, frames = _read(joined, batch_size=4)
+    assert frames.shape == (12, 144, 176, 3) and reader.problems == []
+    np.testing.assert_array_equal(indices, np.arange(12))
+    assert _mean_abs_diff(frames[:6], small) < 6
+    assert _mean_abs_diff(frames[6:], large.reshape(6, 144, 2, 176, 2, 3).mean(axis=(2, 4))) < 8
+
+
 # --- memory ---------------------------------------------------------------------------------------
 def _peak_rss_growth(path: Path) -> tuple[int, int]:
     """Peak RSS growth while iterating the whole file (batches dropped as a consumer would)."""
