@@ -120,7 +120,7 @@ class MultipartFile:
 
 def _quote_filename(name: str) -> str:
     """Escape a file name for a Content-Disposition header the way browsers do."""
-    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    return name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
 class ApiClient:

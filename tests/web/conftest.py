@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -15,6 +17,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared.db import jobs as job_store
 from shared.db.artifacts import write_artifacts
@@ -82,16 +85,19 @@ def job_count(session_factory) -> int:
         return session.scalar(select(func.count()).select_from(Job))
 
 
+def record_job(session_factory, *, owner: str, name: str = "clip.mp4", params: dict | None = None) -> str:
+    """Record a queued job directly (as the API would, without an upload); returns its id."""
+    with session_factory() as session:
+        job = job_store.create_job(session=session, owner=owner, params=params or {}, upload_name=name,
+                                   stored_name=f"{name}.bin", upload_size=123, upload_sha256="0" * 64)
+        session.commit()
+        return job.id
+
+
 @pytest.fixture
 def make_job(session_factory, settings: Settings) -> Callable[..., str]:
-    """Record a queued job directly (as the API would, without an upload); returns its id."""
     def make(*, owner: str | None = None, name: str = "clip.mp4", params: dict | None = None) -> str:
-        with session_factory() as session:
-            job = job_store.create_job(session=session, owner=owner or settings.owner, params=params or {},
-                                       upload_name=name, stored_name=f"{name}.bin", upload_size=123,
-                                       upload_sha256="0" * 64)
-            session.commit()
-            return job.id
+        return record_job(session_factory, owner=owner or settings.owner, name=name, params=params)
 
     return make
 
@@ -120,26 +126,50 @@ PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
 
 
-@pytest.fixture
-def advance_job(session_factory, settings: Settings) -> Callable[..., Any]:
+def move_job(session_factory, settings: Settings, job_id: str, to: str, *,
+             result: AnalysisResult | None = None) -> None:
     """Move a job as a worker would: 'running' (with progress and windows), 'succeeded' or 'failed'."""
+    with session_factory() as session:
+        claimed = job_store.claim_job(session=session, job_id=job_id, worker="test-worker", stale_after_s=60)
+        assert claimed is not None
+        windows = engine_result().tracks[0].windows[:2]
+        job_store.record_progress(session=session, job_id=job_id, frames_done=8, frames_total=20, windows=windows)
+        if to == "succeeded":
+            finished = result or engine_result()
+            stored = write_artifacts(artifacts_dir=settings.artifacts_dir, job_id=job_id, attempt=claimed.attempts,
+                                     artifacts=finished.artifacts)
+            job_store.complete_job(session=session, job_id=job_id, result=finished.to_dict(), artifacts=stored)
+        elif to == "failed":
+            job_store.fail_job(session=session, job_id=job_id, code="no_decodable_frames",
+                               message="no frame of the video could be decoded")
+
+
+@pytest.fixture
+def advance_job(session_factory, settings: Settings) -> Callable[..., None]:
     def advance(job_id: str, to: str, *, result: AnalysisResult | None = None) -> None:
-        with session_factory() as session:
-            claimed = job_store.claim_job(session=session, job_id=job_id, worker="test-worker", stale_after_s=60)
-            assert claimed is not None
-            windows = engine_result().tracks[0].windows[:2]
-            job_store.record_progress(session=session, job_id=job_id, frames_done=8, frames_total=20,
-                                      windows=windows)
-            if to == "succeeded":
-                finished = result or engine_result()
-                stored = write_artifacts(artifacts_dir=settings.artifacts_dir, job_id=job_id,
-                                         attempt=claimed.attempts, artifacts=finished.artifacts)
-                job_store.complete_job(session=session, job_id=job_id, result=finished.to_dict(), artifacts=stored)
-            elif to == "failed":
-                job_store.fail_job(session=session, job_id=job_id, code="no_decodable_frames",
-                                   message="no frame of the video could be decoded")
+        move_job(session_factory, settings, job_id, to, result=result)
 
     return advance
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: the CLI tests read the client's own stderr."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def running_server(app: Flask) -> Iterator[str]:
+    """Serve `app` over real HTTP (werkzeug, threaded) on a free port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 @pytest.fixture

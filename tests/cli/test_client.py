@@ -1,0 +1,141 @@
+"""`deepfake submit|status|result` against the real web app over HTTP (real database and Redis)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from typing import Iterator
+
+import pytest
+from werkzeug.formparser import FormDataParser
+
+from cli.client import MultipartFile
+from cli.main import main
+from tests.conftest import wait_for
+# The web tests' fixtures (a real clip; the queue read back from Redis) are reused by import.
+from tests.web.conftest import queued_tasks, video_clip  # noqa: F401
+from tests.web.conftest import build_app, engine_result, move_job, record_job, running_server
+
+
+@pytest.fixture
+def app(settings):
+    app = build_app(settings)
+    yield app
+    app.extensions["deepfake.db"]["engine"].dispose()
+
+
+@pytest.fixture
+def server(app) -> Iterator[str]:
+    with running_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def sessions(app):
+    return app.extensions["deepfake.db"]["session_factory"]
+
+
+def test_multipart_body_streams_exactly_what_werkzeug_parses(tmp_path):
+    video = tmp_path / 'clip "one".mp4'
+    payload = bytes(range(256)) * 5000
+    video.write_bytes(payload)
+    seen = []
+    body = MultipartFile(path=video, fields={"sequence_length": "8", "precision": "fp32"}, on_read=seen.append)
+
+    chunks, total = [], len(body)
+    while piece := body.read(7919):  # an odd size that splits headers and the file
+        chunks.append(piece)
+    body.close()
+    raw = b"".join(chunks)
+    _, form, files = FormDataParser().parse(io.BytesIO(raw), "multipart/form-data", len(raw),
+                                            {"boundary": body.boundary})
+
+    assert len(raw) == total
+    assert form.to_dict() == {"sequence_length": "8", "precision": "fp32"}
+    assert files["video"].read() == payload
+    assert files["video"].filename == 'clip "one".mp4'  # escaped as browsers do, and decoded back
+    assert sum(seen) == len(payload)
+
+
+def test_submit_uploads_and_prints_the_job_id(server, settings, video_clip, queued_tasks, capsys, sessions):
+    from shared.db.jobs import get_job
+
+    code = main(["submit", str(video_clip), "--server", server, "--sequence-length", "8", "--face-detector", "none"])
+
+    out = capsys.readouterr().out.strip()
+    assert code == 0
+    assert queued_tasks() == [("deepfake.analyze_job", [out])]
+    with sessions() as session:
+        job = get_job(session=session, owner=settings.owner, job_id=out)
+        assert job.params == {"sequence_length": 8, "face_detector": "none"}
+        assert job.upload_sha256 == hashlib.sha256(video_clip.read_bytes()).hexdigest()
+
+
+def test_submit_of_a_non_video_is_one_line_and_non_zero(server, tmp_path, capsys):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video at all")
+
+    code = main(["submit", str(notes), "--server", server])
+
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "\n" not in err and "not_a_video" in err and "HTTP 415" in err
+
+
+def test_submit_wait_follows_the_job_to_its_verdict(server, settings, video_clip, queued_tasks, capsys, sessions):
+    # Play the worker's part with the data layer once the job is queued.
+    def finish() -> None:
+        [(_, [job_id])] = wait_for(queued_tasks, timeout=30, what="the queued job")
+        move_job(sessions, settings, job_id, "succeeded")
+
+    worker = threading.Thread(target=finish)
+    worker.start()
+    code = main(["submit", str(video_clip), "--server", server, "--wait", "--poll-interval", "0.2"])
+    worker.join()
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Verdict: FAKE" in out and "face 0" in out
+
+
+def test_status_of_a_queued_job(server, settings, sessions, capsys):
+    job_id = record_job(sessions, owner=settings.owner)
+
+    assert main(["status", job_id, "--server", server]) == 0
+    assert capsys.readouterr().out.strip() == f"{job_id}: queued (position 1 in the queue)"
+
+
+def test_result_prints_a_summary_or_the_engine_json(server, settings, sessions, capsys):
+    job_id = record_job(sessions, owner=settings.owner)
+    move_job(sessions, settings, job_id, "succeeded")
+
+    assert main(["result", job_id, "--server", server]) == 0
+    assert "Verdict: FAKE" in capsys.readouterr().out
+    assert main(["result", job_id, "--server", server, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == engine_result().to_dict()
+
+
+def test_result_of_a_failed_job_is_its_error(server, settings, sessions, capsys):
+    job_id = record_job(sessions, owner=settings.owner)
+    move_job(sessions, settings, job_id, "failed")
+
+    code = main(["result", job_id, "--server", server])
+
+    assert code != 0
+    assert "[no_decodable_frames]" in capsys.readouterr().err
+
+
+def test_unknown_job_is_one_line_and_non_zero(server, capsys):
+    code = main(["status", "00000000-0000-0000-0000-000000000000", "--server", server])
+
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "\n" not in err and "job_not_found" in err and "HTTP 404" in err
+
+
+def test_unreachable_server_is_one_line_and_non_zero(capsys):
+    code = main(["status", "anything", "--server", "http://127.0.0.1:1"])
+
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "cannot reach the service" in err

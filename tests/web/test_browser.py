@@ -1,0 +1,81 @@
+"""The pages in headless Chromium with a real Celery worker: upload, watch the job, read the timeline."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.web.conftest import running_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SCREENSHOT = Path("/tmp/deepfake-result-page.png")
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:
+    with running_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def browser():
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromedriver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def checkpoint(settings) -> str:
+    from tests.checkpoints import write_seed_checkpoint
+
+    return write_seed_checkpoint(settings.weights_dir).name
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_upload_watch_progress_and_see_the_timeline(live_server, browser, settings, video_clip, checkpoint,
+                                                    start_worker):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(live_server + "/")
+    browser.find_element(By.ID, "video").send_keys(str(video_clip))
+    browser.find_element(By.CSS_SELECTOR, "details summary").click()
+    browser.find_element(By.ID, "opt-sequence_length").send_keys("8")
+    Select(browser.find_element(By.ID, "opt-face_detector")).select_by_value("none")
+    Select(browser.find_element(By.ID, "opt-precision")).select_by_value("fp32")
+    browser.find_element(By.ID, "opt-weights").send_keys(checkpoint)
+    browser.find_element(By.ID, "submit").click()
+
+    wait_for(lambda: "/jobs/" in browser.current_url, timeout=30, what="the job page")
+    # No worker yet: the job waits, and the page says so with its progress bar and queue position.
+    assert browser.find_element(By.ID, "job-status").text == "queued"
+    assert browser.find_element(By.ID, "job-progress").is_displayed()
+    assert "position 1" in browser.find_element(By.ID, "progress-text").text
+
+    start_worker(settings)
+    wait_for(lambda: browser.find_elements(By.ID, "verdict") or browser.find_elements(By.ID, "error-section"),
+             timeout=180, interval=1, what="the job to finish and the page to show it")
+
+    if browser.find_elements(By.ID, "error-section"):
+        log = (settings.data_dir.parent / "worker-w1.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"{browser.find_element(By.ID, 'error-section').text}\n--- worker log ---\n{log}")
+    assert browser.find_element(By.ID, "verdict").text in ("FAKE", "REAL", "INCONCLUSIVE")
+    assert browser.find_elements(By.CSS_SELECTOR, "#timeline svg polyline")
+    assert browser.find_elements(By.CSS_SELECTOR, "#timeline svg line.threshold")
+    assert "fake probability" in browser.find_element(By.ID, "result-section").text.lower()
+    browser.save_screenshot(str(SCREENSHOT))
+
+    browser.refresh()  # the result survives a reload: the page needs only the job id
+    assert browser.find_elements(By.CSS_SELECTOR, "#timeline svg polyline")
