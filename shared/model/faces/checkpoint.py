@@ -113,7 +113,9 @@ def load_detector_weights(
     state, container = read_state_dict(path)
     stripped = strip_prefixes(state)
     actual = backbone or (entry.backbone if entry and entry.backbone else None) or guess_backbone(stripped)
-    net = load_state(RetinaFace(actual), stripped, source=path.name).eval()
+    with torch.device("meta"):  # skip random initialisation: every tensor comes from the file
+        skeleton = RetinaFace(actual)
+    net = load_state(skeleton, stripped, source=path.name).eval()
     family, source = decide_family(path, state, container=container, entry=entry, registry=registry)
     return LoadedDetectorWeights(net=net, backbone=actual, family=family, normalisation=NORMALISATION[family],
                                  family_source=source, path=path)

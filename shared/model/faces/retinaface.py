@@ -201,7 +201,8 @@ def load_state(net: RetinaFace, state: Mapping[str, torch.Tensor], *, source: st
         raise CheckpointMismatchError(
             f"{source} does not match RetinaFace-{net.backbone}: wrong tensor shapes for {_preview(wrong)}"
         )
-    net.load_state_dict(state, strict=True)
+    # assign=True lets a network built on the meta device (no init cost) take the tensors as they are.
+    net.load_state_dict(state, strict=True, assign=True)
     return net
 
 

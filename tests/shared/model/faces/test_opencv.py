@@ -1,0 +1,47 @@
+"""The OpenCV Haar fallback finds the real faces in the bundled photos and nothing on plain frames."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.model.faces.opencv import HaarFaceDetector
+from shared.model.tracking import iou_matrix
+from tests.media import animated_frames, face_photo
+
+# Face regions labelled by hand on the photos (x1, y1, x2, y2).
+FACES = {"astronaut": (180, 60, 270, 165), "grace_hopper": (160, 130, 365, 340)}
+
+
+@pytest.fixture(scope="module")
+def detector() -> HaarFaceDetector:
+    return HaarFaceDetector()
+
+
+@pytest.mark.parametrize("photo", sorted(FACES))
+def test_finds_the_one_real_face_in_each_photo(detector, photo):
+    [found] = detector.detect(face_photo(photo)[None])
+    assert len(found) == 1
+    assert iou_matrix(found[0].box, np.array(FACES[photo]))[0, 0] > 0.5
+
+
+def test_two_people_side_by_side_give_two_detections(detector):
+    frames = animated_frames(photos=("astronaut", "grace_hopper"), width=640, height=360, count=6)
+    for faces in detector.detect(frames):
+        assert len(faces) == 2
+        centres = sorted((f.box[0] + f.box[2]) / 2 for f in faces)
+        assert centres[0] < 320 < centres[1]
+
+
+def test_boxes_are_in_the_input_frames_coordinates(detector):
+    photo = face_photo("grace_hopper")
+    large = np.ascontiguousarray(photo.repeat(2, axis=0).repeat(2, axis=1))  # 1200×1024, detected downscaled
+    [found] = detector.detect(large[None])
+    assert len(found) == 1
+    assert iou_matrix(found[0].box, np.array(FACES["grace_hopper"]) * 2)[0, 0] > 0.5
+
+
+def test_no_detection_on_plain_or_noisy_frames(detector):
+    plain = np.full((2, 360, 640, 3), 40, dtype=np.uint8)
+    noise = np.random.default_rng(0).integers(0, 255, size=(2, 360, 640, 3), dtype=np.uint8)
+    assert detector.detect(plain) == [[], []]
+    assert detector.detect(noise) == [[], []]

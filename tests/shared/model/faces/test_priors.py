@@ -1,0 +1,66 @@
+"""Priors, decoding and NMS checked against hand-computed values."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from shared.model.faces.priors import decode_boxes, decode_landmarks, prior_boxes, select
+
+
+def test_prior_count_for_known_sizes():
+    # (80² + 40² + 20²) cells × 2 anchors: the classic 16,800 at 640×640.
+    assert prior_boxes(640, 640).shape == (16800, 4)
+    # 360×640: 45×80 + 23×40 + 12×20 cells (stride-2 convs round up) × 2.
+    assert prior_boxes(360, 640).shape == (9520, 4)
+
+
+def test_prior_positions_follow_cells_then_sizes():
+    p = prior_boxes(360, 640).numpy()
+    np.testing.assert_allclose(p[0], [4 / 640, 4 / 360, 16 / 640, 16 / 360], rtol=1e-6)
+    np.testing.assert_allclose(p[1], [4 / 640, 4 / 360, 32 / 640, 32 / 360], rtol=1e-6)
+    np.testing.assert_allclose(p[2], [12 / 640, 4 / 360, 16 / 640, 16 / 360], rtol=1e-6)
+    np.testing.assert_allclose(p[160], [4 / 640, 12 / 360, 16 / 640, 16 / 360], rtol=1e-6)  # next row
+    np.testing.assert_allclose(p[7200], [8 / 640, 8 / 360, 64 / 640, 64 / 360], rtol=1e-6)  # stride 16
+    np.testing.assert_allclose(p[-1], [(19.5 * 32) / 640, (11.5 * 32) / 360, 512 / 640, 512 / 360], rtol=1e-6)
+
+
+def test_priors_are_cached_per_size():
+    assert prior_boxes(90, 160) is prior_boxes(90, 160)
+    assert prior_boxes(90, 160) is not prior_boxes(160, 90)
+
+
+def test_decode_matches_a_hand_computed_box():
+    prior = torch.tensor([[0.5, 0.5, 0.1, 0.2]])
+    loc = torch.tensor([[[1.0, -1.0, math.log(2) / 0.2, 0.0]]])
+    # centre (0.5 + 1·0.1·0.1, 0.5 − 1·0.1·0.2) = (0.51, 0.48); size (0.1·2, 0.2·1) = (0.2, 0.2)
+    # corners (0.41, 0.38, 0.61, 0.58) × (200, 100, 200, 100)
+    box = decode_boxes(loc, prior, size=(100, 200))
+    np.testing.assert_allclose(box.numpy(), [[[82.0, 38.0, 122.0, 58.0]]], rtol=1e-5)
+
+
+def test_decode_landmarks_matches_hand_computed_points():
+    prior = torch.tensor([[0.5, 0.5, 0.1, 0.2]])
+    pred = torch.tensor([[[1.0, 1.0] + [0.0] * 8]])
+    points = decode_landmarks(pred, prior, size=(100, 200)).numpy()[0, 0]
+    np.testing.assert_allclose(points[0], [(0.5 + 0.01) * 200, (0.5 + 0.02) * 100], rtol=1e-5)
+    np.testing.assert_allclose(points[1], [100.0, 50.0], rtol=1e-5)
+
+
+def test_select_thresholds_then_suppresses_overlaps_per_image():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [80, 80, 90, 90]], dtype=torch.float32)
+    scores = torch.tensor([0.8, 0.9, 0.7, 0.5])
+    # Image 1 holds the same boxes: nothing in it may suppress or be suppressed by image 0.
+    batch_boxes, batch_scores = torch.stack([boxes, boxes]), torch.stack([scores, scores])
+    results = select(batch_boxes, batch_scores, score_threshold=0.6, iou_threshold=0.4)
+    assert len(results) == 2
+    for kept_boxes, kept_scores, _ in results:
+        np.testing.assert_allclose(kept_scores.numpy(), [0.9, 0.7], rtol=1e-6)
+        np.testing.assert_allclose(kept_boxes.numpy(), [[1, 0, 11, 10], [50, 50, 60, 60]])
+
+
+def test_select_keeps_overlaps_below_the_iou_threshold():
+    boxes = torch.tensor([[[0, 0, 10, 10], [6, 0, 16, 10]]], dtype=torch.float32)  # IoU 4/16 = 0.25
+    [(kept, _, _)] = select(boxes, torch.tensor([[0.9, 0.8]]), score_threshold=0.5, iou_threshold=0.4)
+    assert kept.shape[0] == 2
