@@ -127,15 +127,21 @@ def _rotation(stream: av.video.stream.VideoStream, frame: av.VideoFrame) -> int:
 
 
 def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
-    """The video stream's duration; Matroska's per-stream DURATION tag, else the container's."""
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    tagged = _parse_duration_tag(stream.metadata.get("DURATION") or stream.metadata.get("duration") or "")
-    if tagged:
-        return tagged
+    """The video stream's own duration if stated, else the container's (0.0 when neither is)."""
+    own = stream_duration_s(stream)
+    if own is not None:
+        return own
     if container.duration:
         return container.duration / av.time_base
     return 0.0
+
+
+def stream_duration_s(stream: av.video.stream.VideoStream) -> float | None:
+    """The duration the stream itself states (its header, or Matroska's DURATION tag), else None."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tagged = _parse_duration_tag(stream.metadata.get("DURATION") or stream.metadata.get("duration") or "")
+    return tagged or None
 
 
 def _parse_duration_tag(text: str) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 
 from shared.model.errors import InvalidOptionsError, NoDecodableFramesError
 from shared.model.types import FrameBatch, Reason
-from shared.model.video.probe import VideoInfo, probe_video
+from shared.model.video.probe import VideoInfo, probe_video, stream_duration_s
 from shared.model.video.source import check_local_file, open_container, video_stream
 
 # A count from the container's index may exceed the decoded frames by a little without the file
@@ -60,6 +60,7 @@ class VideoReader:
         self.frames_decoded = 0
         self._decode_errors: list[str] = []
         self._active: Iterator[FrameBatch] | None = None
+        self._stated_end_s: float | None = None
 
     def __iter__(self) -> Iterator[FrameBatch]:
         """Decode from the start; a second iteration starts over."""
@@ -95,7 +96,8 @@ class VideoReader:
     def _batches(self) -> Iterator[FrameBatch]:
         with open_container(self.path) as container:
             stream = video_stream(container, path=self.path)
-            stream.thread_type = "AUTO"  # frame threading: about 2x faster on two cores
+            stream.thread_type = "AUTO"  # frame threading: measured faster in bench/decode_bench.py
+            self._stated_end_s = self._stated_duration(stream)
             builder = _BatchBuilder(self, stream)
             last_time = None
             for frame in self._decoded_frames(container, stream):
@@ -111,6 +113,13 @@ class VideoReader:
             if batch is not None:
                 yield batch
         self._finish(last_time)
+
+    def _stated_duration(self, stream: av.video.stream.VideoStream) -> float | None:
+        """The video's own stated length; the container's only when no audio track could stretch it."""
+        own = stream_duration_s(stream)
+        if own is not None:
+            return own
+        return None if self.info.has_audio else self.info.duration_s
 
     def _decoded_frames(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
@@ -147,11 +156,10 @@ class VideoReader:
             if self.frames_decoded < info.frames - _INDEX_SLACK_FRAMES:
                 self._note_truncated(self._last_error() or f"the container's index lists {info.frames} frames")
             return
+        stated = self._stated_end_s
         end = (last_time or 0.0) + 1.0 / info.fps
-        if info.duration_s - end > max(_DURATION_SLACK_S, 3.0 / info.fps):
-            self._note_truncated(
-                self._last_error() or f"the stream ended at {end:.2f} s of its stated {info.duration_s:.2f} s"
-            )
+        if stated is not None and stated - end > max(_DURATION_SLACK_S, 3.0 / info.fps):
+            self._note_truncated(self._last_error() or f"the stream ended at {end:.2f} s of its stated {stated:.2f} s")
 
     def _last_error(self) -> str | None:
         return self._decode_errors[-1] if self._decode_errors else None

@@ -206,6 +206,15 @@ def test_complete_file_reports_no_problem(tmp_path: Path, long_source: np.ndarra
         assert reader.problems == [] and len(indices) == 40
 
 
+@pytest.mark.parametrize("ext", ["flv", "mkv", "mp4"])
+def test_audio_outlasting_the_video_is_not_a_cut(tmp_path: Path, clip: Path, ext: str) -> None:
+    longer_audio = tmp_path / f"longer_audio.{ext}"
+    _ffmpeg("-i", str(clip), "-f", "lavfi", "-i", "sine=duration=4", "-c:v", "copy", "-c:a", "aac",
+            str(longer_audio))
+    reader, indices, _ = _read_all(longer_audio)
+    assert len(indices) == 10 and reader.problems == []
+
+
 def test_nothing_decodable_is_a_typed_error(tmp_path: Path, long_source: np.ndarray) -> None:
     whole = write_video(tmp_path / "whole.mp4", long_source, fps=10.0, extra_args=("-movflags", "+faststart"))
     info = probe_video(whole)
