@@ -122,7 +122,10 @@ def _open_av(handle: BinaryIO, *, path: Path, nested: list[str]) -> av.container
 def _unreadable_message(path: Path, exc: Exception) -> str:
     if isinstance(exc, av.error.InvalidDataError):
         kind = "text" if _looks_like_text(path) else "data"
-        return f"{path} is not a video: FFmpeg recognises no audio or video format in it (it looks like {kind})"
+        return (
+            f"{path} is not a video: FFmpeg found no readable audio or video format in it "
+            f"(it looks like {kind}; if it is a video, its header is damaged)"
+        )
     return f"{path} is not a video FFmpeg can read ({exc})"
 
 
