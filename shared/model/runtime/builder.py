@@ -1,23 +1,43 @@
-"""Choosing the backend and precision for an Embedder."""
+"""Choosing the backend and precision for an Embedder.
+
+CUDA: PyTorch with channels_last and autocast (fp16 by default).
+CPU: `fp32` runs the OpenVINO f32 trunk when OpenVINO is installed and its window probabilities
+match plain PyTorch within 1e-5 on the calibration set (else plain PyTorch, with a warning).
+`int8` is an NNCF-quantized OpenVINO trunk. `bf16` is OpenVINO bf16 where the CPU has native
+bf16, else PyTorch bf16 autocast with an "emulated" warning. `auto` tries int8 then bf16, each only
+where the CPU runs it natively and where |Δp| against fp32 on the calibration windows is ≤ 0.01,
+and falls back to fp32. Trunks and decisions are cached in memory per checkpoint sha256.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from shared.model.checkpoints import ModelSpec
 from shared.model.errors import InvalidOptionsError
-from shared.model.runtime.devices import cpu_features, native_bf16
-from shared.model.runtime.embedder import PRECISIONS, Embedder
+from shared.model.runtime import openvino_backend as ovb
+from shared.model.runtime.calibration import calibration_crops, calibration_windows
+from shared.model.runtime.devices import cpu_features, native_bf16, native_int8
+from shared.model.runtime.embedder import PRECISIONS, Embedder, Trunk
 from shared.model.runtime.preprocess import Preprocessor
 from shared.model.runtime.torch_backend import TorchTrunk
 from shared.model.types import Reason
+
+BACKENDS = ("auto", "torch", "openvino")
+FP32_TOLERANCE = 1e-5
+FAST_TOLERANCE = 0.01
+_TRUNKS: dict[tuple, Trunk] = {}
+_DELTAS: dict[tuple, float] = {}
 
 
 def _preprocessor(spec: ModelSpec) -> Preprocessor:
     return Preprocessor(channel_order=spec.channel_order, mean=spec.mean, std=spec.std, size=spec.input_size)
 
 
-def _cuda_trunk(model: nn.Module, spec: ModelSpec, device: torch.device, precision: str) -> tuple[TorchTrunk, list[Reason]]:
+def _cuda_trunk(model: nn.Module, spec: ModelSpec, device: torch.device, precision: str) -> tuple[Trunk, list[Reason]]:
     """CUDA: autocast fp16 by default (bf16 on request where supported), channels_last always."""
     warnings: list[Reason] = []
     chosen = {"auto": "fp16", "fp32": "fp32", "bf16": "bf16", "int8": "fp16"}[precision]
@@ -30,28 +50,168 @@ def _cuda_trunk(model: nn.Module, spec: ModelSpec, device: torch.device, precisi
     return trunk, warnings
 
 
-def _cpu_torch_trunk(model: nn.Module, spec: ModelSpec, precision: str) -> tuple[TorchTrunk, list[Reason]]:
-    warnings: list[Reason] = []
-    if precision == "bf16" and not native_bf16(cpu_features()):
-        warnings.append(
-            Reason("precision_emulated", "this CPU has no native bf16 (AVX512-BF16/AMX); bf16 is emulated and slow")
-        )
-    trunk = TorchTrunk(
-        model, device=torch.device("cpu"), precision=precision, channels_last=True, preprocess=_preprocessor(spec)
+@dataclass
+class _CpuPlan:
+    """Everything the CPU decision needs, built once per build_embedder call."""
+
+    model: nn.Module
+    spec: ModelSpec
+    backend: str
+    cache_dir: Path | None
+    crops: object = None
+    reference: torch.Tensor | None = None
+    warnings: list[Reason] = field(default_factory=list)
+
+    def key(self, what: str) -> tuple | None:
+        """Cache key; None (no caching) for a model not loaded from a file."""
+        return (self.spec.sha256, self.spec.input_size, what) if self.spec.sha256 else None
+
+    def ir_path(self, precision: str) -> Path | None:
+        if self.cache_dir is None or not self.spec.sha256:
+            return None
+        return self.cache_dir / f"{self.spec.sha256[:16]}-{self.spec.input_size}-{precision}.xml"
+
+    def calibration(self) -> torch.Tensor:
+        if self.crops is None:
+            self.crops = calibration_crops(size=self.spec.input_size)
+        return self.crops
+
+    def fake_probabilities(self, trunk: Trunk) -> torch.Tensor:
+        feats = trunk.embed(_preprocessor(self.spec).to_uint8_nchw(self.calibration()))
+        windows = calibration_windows(feats, sequence_length=self.spec.sequence_length)
+        with torch.inference_mode():
+            logits = self.model.classify_windows(windows.to(torch.float32))
+        return torch.softmax(logits.float(), dim=1)[:, self.spec.fake_index]
+
+    def delta(self, trunk: Trunk, precision: str) -> float:
+        """max |Δp| of `trunk` against plain PyTorch fp32 on the calibration windows (cached)."""
+        key = self.key(f"delta-{trunk.backend}-{precision}")
+        if key in _DELTAS:
+            return _DELTAS[key]
+        if self.reference is None:
+            self.reference = self.fake_probabilities(self.torch_trunk("fp32"))
+        delta = float((self.fake_probabilities(trunk) - self.reference).abs().max())
+        if key is not None:
+            _DELTAS[key] = delta
+        return delta
+
+    def torch_trunk(self, precision: str) -> Trunk:
+        cpu = torch.device("cpu")
+        return TorchTrunk(self.model, device=cpu, precision=precision, channels_last=True, preprocess=_preprocessor(self.spec))
+
+    def openvino_trunk(self, precision: str) -> Trunk:
+        key = self.key(f"openvino-{precision}")
+        if key in _TRUNKS:
+            return _TRUNKS[key]
+        trunk = ovb.OpenVINOTrunk(self._ir(precision), precision=precision, preprocess=_preprocessor(self.spec))
+        if key is not None:
+            _TRUNKS[key] = trunk
+        return trunk
+
+    def _ir(self, precision: str):
+        fp32 = ovb.cached_ir(self.ir_path("fp32"), lambda: ovb.convert_trunk(self.model, input_size=self.spec.input_size))
+        if precision != "int8":
+            return fp32
+        normalised = _preprocessor(self.spec)(self.calibration()).numpy()
+        return ovb.cached_ir(self.ir_path("int8"), lambda: ovb.quantize_trunk(fp32, normalised))
+
+
+def _cpu_fp32(plan: _CpuPlan) -> Trunk:
+    if plan.backend == "torch" or not ovb.openvino_available():
+        return plan.torch_trunk("fp32")
+    trunk = plan.openvino_trunk("fp32")
+    delta = plan.delta(trunk, "fp32")
+    if delta <= FP32_TOLERANCE or plan.backend == "openvino":
+        return trunk
+    plan.warnings.append(
+        Reason("precision_fallback", f"OpenVINO fp32 differed from PyTorch by |Δp| {delta:.2g}; using PyTorch fp32")
     )
-    return trunk, warnings
+    return plan.torch_trunk("fp32")
+
+
+def _cpu_bf16(plan: _CpuPlan) -> Trunk:
+    if native_bf16(cpu_features()) and plan.backend != "torch" and ovb.openvino_available():
+        return plan.openvino_trunk("bf16")
+    if not native_bf16(cpu_features()):
+        plan.warnings.append(
+            Reason("precision_emulated", "this CPU has no native bf16 (AVX512-BF16/AMX): bf16 is emulated and slow")
+        )
+    return plan.torch_trunk("bf16")
+
+
+def _int8_possible(plan: _CpuPlan) -> str | None:
+    """None if int8 can run, else why not."""
+    if plan.backend == "torch":
+        return "int8 needs the OpenVINO backend"
+    if not (ovb.openvino_available() and ovb.nncf_available()):
+        return "int8 needs the openvino and nncf packages"
+    return None
+
+
+def _cpu_int8(plan: _CpuPlan) -> Trunk:
+    problem = _int8_possible(plan)
+    if problem is not None:
+        plan.warnings.append(Reason("precision_unsupported", f"{problem}; using fp32"))
+        return _cpu_fp32(plan)
+    if not native_int8(cpu_features()):
+        plan.warnings.append(Reason("precision_emulated", "this CPU has no int8 SIMD dot products: int8 may be slow"))
+    trunk = plan.openvino_trunk("int8")
+    delta = plan.delta(trunk, "int8")
+    if delta > FAST_TOLERANCE:
+        plan.warnings.append(Reason("precision_deviation", f"int8 differs from fp32 by |Δp| {delta:.3f} on calibration windows"))
+    return trunk
+
+
+def _cpu_auto(plan: _CpuPlan) -> Trunk:
+    features = cpu_features()
+    candidates = []
+    if native_int8(features) and _int8_possible(plan) is None:
+        candidates.append("int8")
+    if native_bf16(features) and plan.backend != "torch" and ovb.openvino_available():
+        candidates.append("bf16")
+    for precision in candidates:
+        trunk = plan.openvino_trunk(precision)
+        delta = plan.delta(trunk, precision)
+        if delta <= FAST_TOLERANCE:
+            return trunk
+        plan.warnings.append(
+            Reason("precision_fallback", f"{precision} differed from fp32 by |Δp| {delta:.3f} > {FAST_TOLERANCE}; not used")
+        )
+    return _cpu_fp32(plan)
+
+
+_CPU_CHOICES = {"auto": _cpu_auto, "fp32": _cpu_fp32, "bf16": _cpu_bf16, "int8": _cpu_int8}
+
+
+def _default_cache_dir(spec: ModelSpec) -> Path | None:
+    return Path(spec.path).parent / ".openvino-cache" if spec.path else None
 
 
 def build_embedder(
-    model: nn.Module, spec: ModelSpec, *, device: torch.device, precision: str = "auto", batch_size: int = 32
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    device: torch.device,
+    precision: str = "auto",
+    batch_size: int = 32,
+    backend: str = "auto",
+    cache_dir: Path | None = None,
 ) -> Embedder:
-    """An Embedder for `model` on `device` at `precision` (auto|fp32|bf16|int8)."""
+    """An Embedder for `model` on `device` at `precision` (auto|fp32|bf16|int8).
+
+    `backend` (auto|torch|openvino) restricts the CPU choice; `cache_dir` holds converted
+    OpenVINO IR (default: `.openvino-cache/` beside the checkpoint, skipped if not writable).
+    """
     if precision not in PRECISIONS:
         raise InvalidOptionsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend not in BACKENDS:
+        raise InvalidOptionsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if batch_size < 1:
         raise InvalidOptionsError(f"batch size must be at least 1, got {batch_size}")
     if device.type == "cuda":
         trunk, warnings = _cuda_trunk(model, spec, device, precision)
     else:
-        trunk, warnings = _cpu_torch_trunk(model, spec, "fp32" if precision in ("auto", "int8") else precision)
+        plan = _CpuPlan(model=model.to("cpu").eval(), spec=spec, backend=backend,
+                        cache_dir=cache_dir or _default_cache_dir(spec))
+        trunk, warnings = _CPU_CHOICES[precision](plan), plan.warnings
     return Embedder(model=model, spec=spec, trunk=trunk, device=device, batch_size=batch_size, warnings=warnings)
