@@ -1,0 +1,97 @@
+"""`deepfake serve | worker | db upgrade` as real processes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from cli.service import free_port
+from shared.db.session import current_revision, head_revision
+from tests.checkpoints import write_seed_checkpoint
+from tests.conftest import REPO_ROOT, stop_process_group, wait_for
+from tests.media import make_face_clip
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a fresh machine: no REDIS_URL, no DATABASE_URL."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update({"DATA_DIR": str(tmp_path / "var"), "WEIGHTS_DIR": str(tmp_path / "weights"),
+                "DEVICE": "cpu", "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def _deepfake(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_db_upgrade_creates_the_embedded_sqlite_schema(tmp_path):
+    done = _deepfake("db", "upgrade", env=_bare_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    database = tmp_path / "var" / "deepfake.db"
+    assert current_revision(f"sqlite:///{database}") == head_revision()
+    again = _deepfake("db", "upgrade", env=_bare_env(tmp_path))
+    assert again.returncode == 0, again.stderr
+
+
+def test_worker_without_a_broker_says_so(tmp_path):
+    done = _deepfake("worker", env=_bare_env(tmp_path))
+    assert done.returncode == 1
+    assert "REDIS_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_web_without_a_broker_says_so(tmp_path):
+    done = _deepfake("web", "--port", "0", env=_bare_env(tmp_path))
+    assert done.returncode == 1
+    assert "REDIS_URL" in done.stderr
+
+
+def _get_json(url: str) -> dict | None:
+    try:
+        response = requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None
+    return response.json() if response.ok else None
+
+
+@pytest.mark.slow
+def test_serve_runs_a_job_end_to_end_with_embedded_redis_and_sqlite_then_stops_cleanly(tmp_path):
+    write_seed_checkpoint(tmp_path / "weights")
+    clip = make_face_clip(tmp_path / "face.mp4", width=160, height=120)
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "1"],
+                             cwd=REPO_ROOT, env=_bare_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    base, children = f"http://127.0.0.1:{port}", []
+    try:
+        wait_for(lambda: _get_json(f"{base}/readyz"), timeout=60, what="serve to become ready")
+        children = psutil.Process(serve.pid).children(recursive=True)
+        names = " ".join(" ".join(child.cmdline()) for child in children)
+        assert "redis-server" in names and "worker" in names
+        with open(clip, "rb") as video:
+            response = requests.post(f"{base}/api/v1/jobs", timeout=30,
+                                     files={"video": ("face.mp4", video, "video/mp4")},
+                                     data={"sequence_length": "8", "face_detector": "none", "precision": "fp32"})
+        assert response.status_code == 202, response.text
+        job_url = f"{base}/api/v1/jobs/{response.json()['id']}"
+        job = wait_for(lambda: (lambda j: j if j and j["status"] in TERMINAL else None)(_get_json(job_url)),
+                       timeout=150, what="the job to finish")
+        assert job["status"] == "succeeded", job
+        assert job["result"]["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE")
+        assert (tmp_path / "var" / "deepfake.db").is_file()
+    finally:
+        serve.send_signal(signal.SIGINT)
+        code = serve.wait(timeout=60) if serve.poll() is None else serve.returncode
+        stop_process_group(serve, sig=signal.SIGKILL)
+    assert code == 0, (tmp_path / "serve.log").read_text()
+    still_running = [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    assert still_running == []

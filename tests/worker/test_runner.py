@@ -1,0 +1,88 @@
+"""The runner in-process, on the test's real database: claim rules, typed failures, progress."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from shared.db import jobs
+from shared.db.models import Job
+from shared.model.types import Progress, WindowScore
+from worker.context import worker_context
+from worker.progress import ProgressReporter
+from worker.runner import Outcome, run_job
+
+
+def _job(db_session_factory, job_id: str) -> Job:
+    with db_session_factory() as session:
+        return session.get(Job, job_id)
+
+
+def test_bytes_that_are_not_a_video_fail_with_their_code(worker_settings, queue_job, db_session_factory, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video at all" * 100)
+    job_id = queue_job(junk)
+    assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
+    job = _job(db_session_factory, job_id)
+    assert (job.status, job.error_code, job.attempts) == ("failed", "not_a_video", 1)
+    assert job.error_message
+
+
+def test_missing_upload_fails_with_video_not_found(worker_settings, queue_job, db_session_factory):
+    job_id = queue_job(None)
+    assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
+    assert _job(db_session_factory, job_id).error_code == "video_not_found"
+
+
+def test_invalid_stored_options_fail_without_retry(worker_settings, queue_job, db_session_factory, short_clip):
+    job_id = queue_job(short_clip, params={"sequence_length": "many"})
+    assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
+    assert _job(db_session_factory, job_id).error_code == "invalid_options"
+
+
+def test_missing_weights_fail_with_weights_not_found(worker_settings, queue_job, db_session_factory, short_clip):
+    job_id = queue_job(short_clip, params={"weights": "absent.pt", "face_detector": "none"})
+    assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
+    assert _job(db_session_factory, job_id).error_code == "weights_not_found"
+
+
+def test_finished_or_cancelled_jobs_are_skipped(worker_settings, queue_job, db_session_factory, short_clip):
+    job_id = queue_job(short_clip)
+    with db_session_factory() as session:
+        jobs.request_cancel(session=session, owner="local", job_id=job_id)
+        session.commit()
+    assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.SKIPPED
+    job = _job(db_session_factory, job_id)
+    assert (job.status, job.attempts) == ("cancelled", 0)
+
+
+def test_reporter_throttles_writes_keeps_windows_and_sees_cancellation(worker_settings, queue_job,
+                                                                       db_session_factory, short_clip):
+    job_id = queue_job(short_clip)
+    with db_session_factory() as session:
+        attempt = jobs.claim_job(session=session, job_id=job_id, worker="t", stale_after_s=60).attempts
+    windows = [WindowScore(0, i, i + 7, i / 10, (i + 7) / 10, 0.1 * i) for i in range(3)]
+    with ProgressReporter(db_session_factory, job_id=job_id, attempt=attempt, heartbeat_every_s=0.1) as reporter:
+        reporter.on_progress(Progress(frames_done=4, frames_total=20, windows=(windows[0],)))
+        reporter.on_progress(Progress(frames_done=8, frames_total=20, windows=(windows[1],)))  # within 2 s: held
+        with db_session_factory() as session:
+            held = (session.get(Job, job_id).progress_done, len(jobs.job_windows(session=session, job_id=job_id)))
+        reporter.on_progress(Progress(frames_done=20, frames_total=20, windows=(windows[2],)))  # final: written
+        with db_session_factory() as session:
+            final = (session.get(Job, job_id).progress_done, len(jobs.job_windows(session=session, job_id=job_id)))
+            jobs.request_cancel(session=session, owner="local", job_id=job_id)
+            session.commit()
+        for _ in range(50):
+            if reporter.should_stop():
+                break
+            time.sleep(0.1)
+    assert held == (4, 1)
+    assert final == (20, 3)
+    assert reporter.should_stop() and not reporter.superseded
+
+
+def test_context_is_built_once_per_process(worker_settings):
+    first = worker_context(worker_settings)
+    assert worker_context(worker_settings) is first
+    assert worker_context(replace(worker_settings, job_max_attempts=7)) is not first
