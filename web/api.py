@@ -55,10 +55,9 @@ def list_jobs() -> Response:
 @operation(responses={200: "Job", 404: "Error"}, params=(_JOB_ID,))
 def get_job(job_id: str) -> Response:
     """A job's status, progress with ETA and queue position, partial timeline, result or error."""
-    session = get_session()
     job = load_job(job_id)
-    return jsonify(job_json(job, queue_position=job_store.queue_position(session=session, job=job),
-                            windows=job_store.job_windows(session=session, job_id=job.id)))
+    return jsonify(job_json(job, queue_position=job_store.queue_position(session=get_session(), job=job),
+                            windows=partial_windows(job)))
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -119,6 +118,13 @@ def load_job(job_id: str) -> Job:
     if job is None:
         raise JobNotFoundError(f"no job with id {job_id!r}")
     return job
+
+
+def partial_windows(job: Job) -> list:
+    """The windows scored so far, read only while the job runs (a finished job has its result)."""
+    if status_value(job) != "running":
+        return []
+    return job_store.job_windows(session=get_session(), job_id=job.id)
 
 
 def fetch_job_page(*, status: str | None, limit: str | None, cursor: str | None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from shared.db import jobs as job_store
-from web.api import fetch_job_page, load_job
+from web.api import fetch_job_page, load_job, partial_windows
 from web.db import get_session
 from web.presenters import job_json, job_summary_json
 from web.schemas import JOB_STATUSES, OPTION_PROPERTIES
@@ -36,7 +36,7 @@ def job_page(job_id: str) -> str:
     session = get_session()
     job = load_job(job_id)
     doc = job_json(job, queue_position=job_store.queue_position(session=session, job=job),
-                   windows=job_store.job_windows(session=session, job_id=job.id))
+                   windows=partial_windows(job))
     artifacts = job_store.list_artifacts(session=session, job_id=job.id) if doc["status"] == "succeeded" else []
     return render_template("job.html", job=doc, artifacts=artifacts)
 
