@@ -25,8 +25,16 @@
 
   function durationOf(doc, tracks) {
     var video = doc.result && doc.result.video;
-    var end = video && video.duration_s ? video.duration_s : 0;
-    tracks.forEach(function (t) { t.windows.forEach(function (w) { end = Math.max(end, w.end_s); }); });
+    var end = video && video.duration_s ? video.duration_s : 0, secondsPerFrame = 0;
+    tracks.forEach(function (t) {
+      t.windows.forEach(function (w) {
+        end = Math.max(end, w.end_s);
+        if (w.end_frame > 0) secondsPerFrame = Math.max(secondsPerFrame, w.end_s / w.end_frame);
+      });
+    });
+    // While the job runs, span the whole video (estimated from its frame count) so the line grows.
+    var total = doc.progress && doc.progress.frames_total;
+    if (!video && total && secondsPerFrame) end = Math.max(end, total * secondsPerFrame);
     return end > 0 ? end : 1;
   }
 
@@ -89,7 +97,8 @@
   }
 
   function formatEta(seconds) {
-    if (seconds === null || seconds === undefined) return "";
+    if (seconds === null || seconds === undefined) return "Estimating the time left…";
+    if (seconds < 1) return "Finishing…";
     if (seconds < 60) return "About " + Math.ceil(seconds) + " s left.";
     return "About " + Math.round(seconds / 60) + " min left.";
   }
