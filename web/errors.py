@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from shared.model.errors import EngineError
@@ -89,12 +89,18 @@ def _handle_engine_error(exc: EngineError) -> Response:
 
 def _handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
-    response = error_response(status, HTTP_CODES.get(status, f"http_{status}"), exc.description or exc.name)
+    message = _too_large_message() if status == 413 else exc.description or exc.name
+    response = error_response(status, HTTP_CODES.get(status, f"http_{status}"), message)
     # Keep what werkzeug adds, e.g. `Allow` on 405.
     for name, value in exc.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+def _too_large_message() -> str:
+    limit_mb = current_app.config["MAX_UPLOAD_BYTES"] // (1024 * 1024)
+    return f"The upload is larger than this server's limit of {limit_mb} MB."
 
 
 def _handle_unexpected(exc: Exception) -> Response:

@@ -57,7 +57,7 @@ class CappedHashingWriter:
     def write(self, data: bytes) -> int:
         self.size += len(data)
         if self.size > self.max_bytes:
-            raise RequestEntityTooLarge(f"The video is larger than the limit of {self.max_bytes // (1024 * 1024)} MB.")
+            raise RequestEntityTooLarge()
         self._sha256.update(data)
         return self._file.write(data)
 

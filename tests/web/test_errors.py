@@ -52,6 +52,7 @@ def test_upload_over_the_cap_is_413_and_the_partial_file_is_deleted(small_app, s
         response = small_app.test_client().post("/api/v1/jobs", data={"video": (video, "big.mp4")})
 
     _assert_error(response, 413, "upload_too_large")
+    assert "limit of 1 MB" in response.json["error"]["message"]
     assert uploads(settings) == []
     assert queued_tasks() == []
 
