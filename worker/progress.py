@@ -12,11 +12,10 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import jobs
 from shared.db.models import Job

@@ -12,7 +12,7 @@ import pytest
 
 from shared.db import jobs
 from shared.db.models import Job
-from tests.conftest import settings_env, stop_process_group, wait_for
+from tests.conftest import stop_process_group, wait_for
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

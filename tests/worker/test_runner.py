@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-import pytest
 
 from shared.db import jobs
 from shared.db.models import Job
