@@ -269,11 +269,7 @@ class _Run:
         self.timings["classify_s"] += time.perf_counter() - start
 
     def _window_probabilities(self, features: torch.Tensor) -> np.ndarray:
-        model = self.engine.model
-        with torch.inference_mode():
-            logits = model.classify_windows(features.to(self.engine.device, dtype=torch.float32))
-            probabilities = torch.softmax(logits.float(), dim=1)[:, self.spec.fake_index]
-        return probabilities.cpu().numpy()
+        return self.engine.embedder.fake_probabilities(features).numpy()
 
     def _record(self, window: Window, probability: float) -> None:
         score = WindowScore(track_id=window.track_id, start_frame=window.start_frame,
@@ -415,14 +411,14 @@ class _Run:
         return params
 
     def _artifacts(self) -> list[Artifact]:
-        from shared.model.heatmaps import cam, overlay_png, thumbnail_png
-
-        artifacts = []
         ranked = sorted(self.top, key=lambda entry: -entry[0])
         crops = [entry[3] for entry in ranked if entry[3] is not None]
         if not crops:
-            return artifacts
-        maps = self._feature_maps(np.stack(crops))
+            return []
+        from shared.model.heatmaps import cam, overlay_png, thumbnail_png
+
+        artifacts = []
+        maps = self.engine.embedder.feature_maps(np.stack(crops))
         weights = self.engine.model.cam_weights()[self.spec.fake_index].detach().float().cpu()
         for rank, ((probability, _, score, crop), fmap) in enumerate(zip(ranked, maps), start=1):
             heat = cam(fmap, weights)
@@ -434,9 +430,3 @@ class _Run:
             artifacts.append(Artifact(f"{stem}-face.png", "image/png", thumbnail_png(crop),
                                       score.track_id, f"face thumbnail, {label}"))
         return artifacts
-
-    def _feature_maps(self, crops: np.ndarray) -> torch.Tensor:
-        embedder = self.engine.embedder
-        batch = embedder.preprocess(crops).to(self.engine.device)
-        with torch.inference_mode():
-            return self.engine.model.feature_map(batch).float().cpu()

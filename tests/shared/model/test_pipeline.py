@@ -34,7 +34,7 @@ def two_faces(tmp_path_factory):
 
 
 def _options(**overrides):
-    values = dict(precision="fp32", device="cpu", sequence_length=SEQ, batch_size=8, heatmaps=2)
+    values = dict(precision="fp32", device="cpu", sequence_length=SEQ, batch_size=8, heatmaps=0)
     values.update(overrides)
     return AnalysisOptions(**values)
 
@@ -71,7 +71,8 @@ def test_whole_frame_windows_match_an_independent_computation(tmp_path, cache):
 
 
 def test_two_people_give_two_tracks_with_json_contract(two_faces, cache):
-    result = analyze_video(two_faces, options=_options(face_detector="opencv", detect_every=2), cache=cache)
+    result = analyze_video(two_faces, options=_options(face_detector="opencv", detect_every=2, heatmaps=2),
+                           cache=cache)
     data = result.to_dict()
     assert len(data["tracks"]) == 2
     assert data["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE")
