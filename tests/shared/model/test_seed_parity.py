@@ -84,7 +84,10 @@ def test_seed_layout_has_322_tensors_and_no_lstm_bias(seed_file) -> None:
     assert state["linear1.weight"].shape == (2, 2048)
 
 
-def test_pipeline_matches_reference_probabilities(seed_file, frames) -> None:
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_pipeline_matches_reference_probabilities(seed_file, frames, backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
     path, state = seed_file
     model, spec = load_model(path)
     assert (spec.kind, spec.sequence_length, spec.channel_order, spec.reported_accuracy) == (
@@ -93,7 +96,8 @@ def test_pipeline_matches_reference_probabilities(seed_file, frames) -> None:
         "BGR",
         87.0,
     )
-    embedder = build_embedder(model, spec, device=torch.device("cpu"), precision="fp32")
+    embedder = build_embedder(model, spec, device=torch.device("cpu"), precision="fp32", backend=backend)
+    assert (embedder.backend, embedder.precision) == (backend, "fp32")
     ours, expected, last = [], [], []
     for box in BOXES:
         crops = np.concatenate([crop_faces(f, [box], size=spec.input_size, margin=0.0) for f in frames])

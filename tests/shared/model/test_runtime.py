@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shared.model.checkpoints import ModelSpec, load_model, save_checkpoint
+from shared.model.errors import DeviceUnavailableError, InvalidOptionsError
+from shared.model.networks import resnext_lstm
+from shared.model.runtime import build_embedder, cpu_features, native_bf16, native_int8, select_device
+from shared.model.runtime.builder import FAST_TOLERANCE
+from shared.model.runtime.calibration import calibration_crops, calibration_windows
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    torch.manual_seed(3)
+    spec = ModelSpec(
+        name="tiny", kind="resnext-lstm", sequence_length=8, input_size=64, backbone="tiny", hidden_size=16,
+        channel_order="BGR", mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3),
+    )
+    path = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), spec, tmp_path_factory.mktemp("w") / "tiny.pt")
+    return load_model(path)
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    return calibration_crops(size=64, count=24)
+
+
+def test_select_device() -> None:
+    assert select_device("cpu") == CPU
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DeviceUnavailableError, match="unknown device"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailableError, match="--device cpu"):
+            select_device("cuda")
+
+
+def test_cpu_features_read_at_run_time() -> None:
+    flags = cpu_features()
+    assert f"torch:{torch.backends.cpu.get_cpu_capability()}" in flags
+    with open("/proc/cpuinfo") as handle:
+        assert ("avx2" in flags) == (" avx2" in handle.read())
+
+
+def test_native_precision_rules() -> None:
+    assert native_bf16({"avx512_bf16"}) and native_bf16({"amx_bf16"}) and not native_bf16({"avx2", "avx512f"})
+    assert native_int8({"avx2"}) and native_int8({"avx512_vnni"}) and not native_int8({"sse4_2"})
+
+
+def test_metadata_drives_preprocessing(tiny, crops) -> None:
+    model, spec = tiny
+    embedder = build_embedder(model, spec, device=CPU, precision="fp32", backend="torch")
+    x = torch.from_numpy(crops[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255  # BGR per the metadata
+    x = (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model.embed(x)
+    torch.testing.assert_close(embedder(crops), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(N, 64, 64, 3\)"):
+        embedder(np.zeros((2, 112, 112, 3), dtype=np.uint8))
+    assert embedder(np.zeros((0, 64, 64, 3), dtype=np.uint8)).shape == (0, model.feature_dim)
+
+
+def test_batches_give_the_same_features(tiny, crops) -> None:
+    model, spec = tiny
+    whole = build_embedder(model, spec, device=CPU, precision="fp32", backend="torch", batch_size=64)(crops)
+    small = build_embedder(model, spec, device=CPU, precision="fp32", backend="torch", batch_size=5)(crops)
+    torch.testing.assert_close(whole, small, rtol=1e-5, atol=1e-5)
+
+
+def _window_probabilities(embedder, crops) -> torch.Tensor:
+    return embedder.fake_probabilities(calibration_windows(embedder(crops), sequence_length=8))
+
+
+def test_openvino_fp32_matches_pytorch(tiny, crops, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    model, spec = tiny
+    reference = build_embedder(model, spec, device=CPU, precision="fp32", backend="torch")
+    ov = build_embedder(model, spec, device=CPU, precision="fp32", backend="openvino", cache_dir=tmp_path)
+    assert (ov.backend, ov.precision) == ("openvino", "fp32")
+    delta = (_window_probabilities(ov, crops) - _window_probabilities(reference, crops)).abs().max().item()
+    assert delta <= 1e-5
+    assert list(tmp_path.glob("*-fp32.xml"))  # the IR is cached for the next run
+
+
+def test_auto_only_picks_a_fast_precision_that_agrees(tiny, crops, tmp_path: Path) -> None:
+    model, spec = tiny
+    auto = build_embedder(model, spec, device=CPU, precision="auto", cache_dir=tmp_path)
+    if auto.precision == "fp32":
+        return  # nothing faster allowed on this machine / install: that is a valid outcome
+    assert auto.precision in ("int8", "bf16")
+    assert native_int8(cpu_features()) if auto.precision == "int8" else native_bf16(cpu_features())
+    reference = build_embedder(model, spec, device=CPU, precision="fp32", backend="torch")
+    calibration = calibration_crops(size=64)
+    delta = (_window_probabilities(auto, calibration) - _window_probabilities(reference, calibration)).abs().max()
+    assert delta.item() <= FAST_TOLERANCE
+
+
+def test_bf16_without_native_support_warns(tiny, crops) -> None:
+    model, spec = tiny
+    embedder = build_embedder(model, spec, device=CPU, precision="bf16", backend="torch")
+    assert embedder(crops).dtype == torch.float32
+    codes = [w.code for w in embedder.warnings]
+    assert ("precision_emulated" in codes) == (not native_bf16(cpu_features()))
+
+
+def test_int8_on_the_torch_backend_falls_back_with_a_warning(tiny) -> None:
+    model, spec = tiny
+    embedder = build_embedder(model, spec, device=CPU, precision="int8", backend="torch")
+    assert embedder.precision == "fp32" and [w.code for w in embedder.warnings] == ["precision_unsupported"]
+
+
+@pytest.mark.parametrize("kwargs", [{"precision": "fp8"}, {"backend": "tvm"}, {"batch_size": 0}])
+def test_invalid_options(tiny, kwargs) -> None:
+    model, spec = tiny
+    with pytest.raises(InvalidOptionsError):
+        build_embedder(model, spec, device=CPU, **kwargs)
