@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
 
 
 def get_engine() -> Engine:
+    """The app's engine (health checks use it directly)."""
     return current_app.extensions[_EXTENSION]["engine"]
 
 
@@ -30,6 +31,7 @@ def get_session() -> Session:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
+    """Teardown: close the request's session if one was opened."""
     session = g.pop("db_session", None)
     if session is not None:
         session.close()

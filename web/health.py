@@ -37,6 +37,7 @@ def readyz() -> tuple[Response, int]:
 
 
 def check_database() -> str:
+    """"ok", or why `SELECT 1` failed."""
     try:
         with get_engine().connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -47,6 +48,7 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
+    """"ok", or why Redis did not answer PING."""
     url = current_settings().redis_url
     if not url:
         return "not configured (REDIS_URL is not set)"

@@ -72,6 +72,7 @@ def build_document(app: Flask) -> dict[str, Any]:
 
 
 def is_documented(path: str) -> bool:
+    """Whether a rule belongs in the API document (the API and the health checks)."""
     return path.startswith(DOCUMENTED_PREFIXES) or path in DOCUMENTED_PATHS
 
 

@@ -13,6 +13,7 @@ TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
 
 
 def status_value(job: Job) -> str:
+    """The job's status as its plain string value."""
     return JobStatus(job.status).value
 
 
@@ -55,6 +56,7 @@ def job_summary_json(job: Job) -> dict[str, Any]:
 
 
 def progress_json(job: Job, *, now: datetime) -> dict[str, Any]:
+    """Frames done and expected, the fraction, and the ETA at the speed so far."""
     done, total = job.progress_done or 0, job.progress_total or 0
     fraction = min(done / total, 1.0) if total else (1.0 if status_value(job) == "succeeded" else 0.0)
     return {
@@ -79,6 +81,7 @@ def timeline_json(windows: Iterable[Any]) -> dict[str, Any]:
 
 
 def artifact_json(job_id: str, artifact: Any) -> dict[str, Any]:
+    """One artifact row with the URL it downloads from."""
     return {
         "name": artifact.name,
         "media_type": artifact.media_type,
@@ -89,6 +92,7 @@ def artifact_json(job_id: str, artifact: Any) -> dict[str, Any]:
 
 
 def links_json(job: Job) -> dict[str, str]:
+    """Where to poll, cancel, list artifacts and view the job."""
     job_id = str(job.id)
     return {
         "self": url_for("api.get_job", job_id=job_id),

@@ -35,6 +35,7 @@ class StoredUpload:
         return self.path.name
 
     def delete(self) -> None:
+        """Remove the stored file (it was refused, or never queued)."""
         self.path.unlink(missing_ok=True)
 
 
