@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.model.errors import EngineError
 from shared.model.types import Detection
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
+
+
+class FaceDetectorUnavailableError(EngineError):
+    """The installed OpenCV has no Haar cascades (OpenCV 5 dropped them) and no RetinaFace weights exist."""
+
+    code = "face_detector_unavailable"
 
 
 class HaarFaceDetector:
@@ -33,9 +40,14 @@ class HaarFaceDetector:
         import cv2
 
         self._cv2 = cv2
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise FaceDetectorUnavailableError(
+                f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 dropped them): install "
+                "opencv-python-headless 4.x, or run `deepfake weights fetch` to use RetinaFace"
+            )
         self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE_FILE)
         if self._cascade.empty():
-            raise RuntimeError(f"OpenCV could not load {CASCADE_FILE}; opencv-python-headless 4.x is required")
+            raise FaceDetectorUnavailableError(f"OpenCV {cv2.__version__} could not load {CASCADE_FILE}")
         self.max_side = max_side
         self.min_neighbors = min_neighbors
         self.min_face_fraction = min_face_fraction
