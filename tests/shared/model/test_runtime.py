@@ -121,3 +121,18 @@ def test_invalid_options(tiny, kwargs) -> None:
     model, spec = tiny
     with pytest.raises(InvalidOptionsError):
         build_embedder(model, spec, device=CPU, **kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_paths_agree_with_cpu(tiny, crops) -> None:
+    model, spec = tiny
+    reference = _window_probabilities(build_embedder(model, spec, device=CPU, precision="fp32", backend="torch"), crops)
+    cuda = torch.device("cuda")
+    fp32 = build_embedder(model, spec, device=cuda, precision="fp32")
+    assert fp32.trunk.channels_last and fp32.precision == "fp32"
+    # GPU kernels sum in another order than the CPU's: same maths, not the same bits
+    assert (_window_probabilities(fp32, crops) - reference).abs().max().item() <= 1e-4
+    fast = build_embedder(model, spec, device=cuda, precision="auto")
+    assert fast.precision == "fp16"
+    assert (_window_probabilities(fast, crops) - reference).abs().max().item() <= FAST_TOLERANCE
+    model.to(CPU)
