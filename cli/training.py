@@ -48,7 +48,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
                                           "A checkpoint is saved every epoch; --resume continues an interrupted run.")
     p.add_argument("manifest", type=Path, metavar="MANIFEST")
     p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last epoch")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR after its last saved epoch, with its saved options; "
+                        "only --epochs, --patience, --workers and --device may change")
     p.add_argument("--backbone", choices=("resnext50_32x4d", "tiny"), default="resnext50_32x4d")
     p.add_argument("--hidden-size", type=int, default=512, help="LSTM hidden size (default 512)")
     p.add_argument("--sequence-length", type=int, default=20, help="frames per training window (default 20)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,7 @@ class _Run:
     amp_dtype: torch.dtype | None
     history: list[dict]
     train_clips: int = 0
+    val_sources: list[str] = field(default_factory=list)
     epoch: int = 0
     best_val_loss: float = float("inf")
     best_epoch: int = 0
@@ -80,11 +81,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     run_dir = Path(config.out)
     saved = _saved_state(run_dir, resume=resume)
     if saved is not None:
-        config = TrainConfig.from_dict(saved["config"]).resumed_with(config)
+        config = _resumed_config(saved, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_records, val_records = _split(config, run_dir)
+    _check_same_split(saved, val_records)
     run = _start_run(config, saved=saved)
     run.train_clips = len(train_records)
+    run.val_sources = sorted({r.source for r in val_records})
     resumed_from = run.epoch
     train_set, val_set = _datasets(config, run.spec, train_records, val_records)
     loss_weights = _loss_weights(config, train_records, run.spec.fake_index).to(run.device)
@@ -109,6 +112,22 @@ def _saved_state(run_dir: Path, *, resume: bool) -> dict | None:
     if (run_dir / STATE_FILE).exists():
         raise RunStateError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
     return None
+
+
+def _resumed_config(saved: dict, given: TrainConfig) -> TrainConfig:
+    """The run's saved options, with the few a resumed run may change taken from `given`."""
+    config = TrainConfig.from_dict(saved["config"])
+    if Path(given.manifest).resolve() != Path(config.manifest).resolve():
+        raise RunStateError(f"this run was trained on {config.manifest}; resume it with that manifest")
+    return config.resumed_with(given)
+
+
+def _check_same_split(saved: dict | None, val_records: list[ClipRecord]) -> None:
+    """A resumed run must validate on the same videos, or clips it trained on could leak in."""
+    if saved is None:
+        return
+    if sorted({r.source for r in val_records}) != list(saved["val_sources"]):
+        raise RunStateError("the manifest's validation videos differ from the run's; resume with the same manifest")
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -253,6 +272,7 @@ def _state(run: _Run) -> dict:
         "stale_epochs": run.stale_epochs,
         "stopped_early": run.stopped_early,
         "history": run.history,
+        "val_sources": run.val_sources,
         "rng": capture_rng(),
     }
 
@@ -270,15 +290,21 @@ def _run_epoch(run: _Run, train_set: ClipDataset, val_set: ClipDataset, *, loss_
     row = _history_row(run, scores, train_loss=train_loss, train_accuracy=train_accuracy, seconds=time.monotonic() - started)
     run.history.append(row)
     run.scheduler.step(scores.loss)
-    if scores.loss < run.best_val_loss - _IMPROVEMENT:
+    improved, run.stale_epochs, run.stopped_early = early_stopping(
+        best_loss=run.best_val_loss, stale_epochs=run.stale_epochs, val_loss=scores.loss, patience=run.config.patience)
+    if improved:
         _keep_best(run, row, scores, val_set=val_set, run_dir=run_dir)
-    else:
-        run.stale_epochs += 1
-        run.stopped_early = run.stale_epochs >= run.config.patience
     save_state(_state(run), run_dir)
     _write_history(run, run_dir)
     if progress:
         tqdm.write(_epoch_line(row, run))
+
+
+def early_stopping(*, best_loss: float, stale_epochs: int, val_loss: float, patience: int) -> tuple[bool, int, bool]:
+    """(improved, epochs without improvement, stop now) after an epoch with `val_loss`."""
+    if val_loss < best_loss - _IMPROVEMENT:
+        return True, 0, False
+    return False, stale_epochs + 1, stale_epochs + 1 >= patience
 
 
 def _fit(run: _Run, loader: DataLoader, *, loss_weights: torch.Tensor, progress: bool) -> tuple[float, float]:
@@ -318,7 +344,7 @@ def _history_row(run: _Run, scores: Scores, *, train_loss: float, train_accuracy
 
 
 def _keep_best(run: _Run, row: dict, scores: Scores, *, val_set: ClipDataset, run_dir: Path) -> None:
-    run.best_val_loss, run.best_epoch, run.stale_epochs = row["val_loss"], run.epoch, 0
+    run.best_val_loss, run.best_epoch = row["val_loss"], run.epoch
     training = {
         **run.spec.training,
         "manifest": str(run.config.manifest),
