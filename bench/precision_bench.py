@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--cache-dir", type=Path, help="keep converted OpenVINO IR here between runs")
+    parser.add_argument("--paths", help="comma-separated labels to run (default: all for the device)")
     args = parser.parse_args(argv)
 
     import torch
@@ -118,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     calibration = calibration_crops(size=spec.input_size)
     print(f"{'path':<15} {'backend':<9} {'prec':<6} {'frames/s':>8} {'max|Δp|':>10} {'build_s':>8}  warnings")
     reference = _reference(model, spec, calibration)
-    for label, precision, backend in CUDA_PATHS if device.type == "cuda" else CPU_PATHS:
+    paths = CUDA_PATHS if device.type == "cuda" else CPU_PATHS
+    wanted = {p.strip() for p in args.paths.split(",")} if args.paths else {label for label, _, _ in paths}
+    for label, precision, backend in (p for p in paths if p[0] in wanted):
         _measure(label, precision, backend, model=model, spec=spec, device=device, args=args,
                  crops=crops, calibration=calibration, reference=reference)
     tmp.cleanup()

@@ -10,6 +10,7 @@ and falls back to fp32. Trunks and decisions are cached in memory per checkpoint
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,9 +89,14 @@ class _CpuPlan:
         key = self.key(f"delta-{trunk.backend}-{precision}")
         if key in _DELTAS:
             return _DELTAS[key]
-        if self.reference is None:
-            self.reference = self.fake_probabilities(self.torch_trunk("fp32"))
-        delta = float((self.fake_probabilities(trunk) - self.reference).abs().max())
+        record = self.ir_path(f"{trunk.backend}-{precision}")
+        delta = _read_delta(record.with_suffix(".delta.json")) if record is not None else None
+        if delta is None:
+            if self.reference is None:
+                self.reference = self.fake_probabilities(self.torch_trunk("fp32"))
+            delta = float((self.fake_probabilities(trunk) - self.reference).abs().max())
+            if record is not None:
+                _write_delta(record.with_suffix(".delta.json"), delta)
         if key is not None:
             _DELTAS[key] = delta
         return delta
@@ -114,6 +120,22 @@ class _CpuPlan:
             return fp32
         normalised = _preprocessor(self.spec)(self.calibration()).numpy()
         return ovb.cached_ir(self.ir_path("int8"), lambda: ovb.quantize_trunk(fp32, normalised))
+
+
+def _read_delta(path: Path) -> float | None:
+    """A |Δp| measured by an earlier run (same checkpoint sha256, size and path), if recorded."""
+    try:
+        return float(json.loads(path.read_text())["max_abs_delta_p"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_delta(path: Path, delta: float) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"max_abs_delta_p": delta}))
+    except OSError:
+        pass  # an unwritable cache only costs the next run the measurement
 
 
 def _cpu_fp32(plan: _CpuPlan) -> Trunk:

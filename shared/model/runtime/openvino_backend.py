@@ -8,6 +8,7 @@ asynchronous requests (THROUGHPUT hint: one stream per core pair).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -100,15 +101,17 @@ class OpenVINOTrunk:
         self.requests = [self.compiled.create_infer_request() for _ in range(max(count, 1))]
         self.precision = precision
         self.preprocess = preprocess
+        self._lock = threading.Lock()  # trunks are cached per process and may be shared by threads
 
     def embed(self, batch: Tensor) -> Tensor:
         """(N, 3, S, S) uint8 in network channel order → (N, D) float32."""
         x = self.preprocess.normalise(batch).numpy()
         parts = np.array_split(x, min(len(self.requests), len(x)))
-        for request, part in zip(self.requests, parts):
-            request.start_async({0: part})
         outputs = []
-        for request, _ in zip(self.requests, parts):
-            request.wait()
-            outputs.append(request.get_output_tensor(0).data.copy())
+        with self._lock:
+            for request, part in zip(self.requests, parts):
+                request.start_async({0: part})
+            for request, _ in zip(self.requests, parts):
+                request.wait()
+                outputs.append(request.get_output_tensor(0).data.copy())
         return torch.from_numpy(np.concatenate(outputs))
