@@ -12,7 +12,7 @@ from shared.model.crops import crop_faces, whole_frames
 from shared.model.errors import EngineError
 from shared.model.tracking import FaceTracker, TrackedBox
 from shared.model.training.clips import CLIP_SUFFIX, ClipWriter
-from shared.model.training.dataset import CLIPS_DIR, RECORDS_DIR, PrepareOptions, video_key, write_record
+from shared.model.training.layout import CLIPS_DIR, RECORDS_DIR, PrepareOptions, video_key, write_record
 from shared.model.training.labels import LabelEntry
 
 # The detector of this worker process, built once by `init_worker` (or lazily in-process).

@@ -19,36 +19,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from shared.model.errors import InvalidOptionsError
+from shared.model.training import cropping
 from shared.model.training.labels import LabelEntry, read_labels
+from shared.model.training.layout import MANIFEST_FILE, RECORDS_DIR, SKIPPED_FILE, PrepareOptions, video_key
 from shared.model.training.manifest import ClipRecord, write_manifest
-
-MANIFEST_FILE = "manifest.csv"
-SKIPPED_FILE = "skipped.csv"
-RECORDS_DIR = "records"
-CLIPS_DIR = "clips"
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """How faces are found and cut (the engine's analysis defaults unless said otherwise)."""
-
-    size: int = 112
-    margin: float = 0.0
-    face_detector: str = "auto"
-    detect_every: int = 5
-    detect_max_side: int = 640
-    max_frames: int | None = None
-    min_track_frames: int = 8
-    device: str = "cpu"
-    weights_dir: str = "weights"
-
-    def __post_init__(self) -> None:
-        for name in ("size", "detect_every", "min_track_frames", "detect_max_side"):
-            if getattr(self, name) < 1:
-                raise InvalidOptionsError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise InvalidOptionsError(f"max frames must be at least 1, got {self.max_frames}")
-
 
 @dataclass(frozen=True)
 class Skipped:
@@ -69,11 +43,6 @@ class PrepareSummary:
     clips: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def video_key(file: str) -> str:
-    """A flat, unique name for a video's records and clip folder (`a/b.mp4` → `a__b.mp4`)."""
-    return file.replace("/", "__")
 
 
 def prepare_dataset(
@@ -115,8 +84,6 @@ def _run(pending: list[LabelEntry], *, src_dir: Path, out_dir: Path, options: Pr
     bar = tqdm(total=len(pending), desc="videos", unit="video", disable=not progress)
     try:
         if jobs == 1 or len(pending) <= 1:
-            from shared.model.training import cropping
-
             for entry in pending:
                 yield cropping.prepare_video(entry, src_dir=src_dir, out_dir=out_dir, options=options)
                 bar.update()
@@ -127,8 +94,6 @@ def _run(pending: list[LabelEntry], *, src_dir: Path, out_dir: Path, options: Pr
 
 
 def _run_pool(pending, *, src_dir: Path, out_dir: Path, options: PrepareOptions, jobs: int, bar):
-    from shared.model.training import cropping
-
     # spawn, not fork: a forked child of a process that already ran torch threads can deadlock.
     with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=get_context("spawn"),
                              initializer=cropping.init_worker, initargs=(options, jobs)) as pool:
@@ -166,11 +131,3 @@ def _write_skipped(path: Path, skipped: list[Skipped]) -> None:
         for item in skipped:
             writer.writerow([item.file, item.label, item.reason, item.message])
     os.replace(tmp, path)
-
-
-def write_record(path: Path, record: dict) -> None:
-    """Write a video's record atomically: its presence means the video is finished."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
