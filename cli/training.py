@@ -107,6 +107,8 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--target-fpr", type=float,
                        help="store the threshold that keeps the run's validation false-positive rate at this")
     p.add_argument("--force", action="store_true", help="replace an existing file of that name")
+    p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                   help="do not build the engine's CPU fast path (OpenVINO graph) now; analyze builds it on first use")
     p.set_defaults(handler=run_export)
 
 
@@ -193,7 +195,9 @@ def run_export(args: argparse.Namespace) -> int:
 
     weights_dir = args.weights_dir or Settings.from_env().weights_dir
     done = export_run(args.run_dir, weights_dir=weights_dir, name=args.name, threshold=args.threshold,
-                      target_fpr=args.target_fpr, force=args.force)
+                      target_fpr=args.target_fpr, force=args.force, fast_path=args.fast_path)
     print(f"exported {done.path} (threshold {done.spec.threshold:.6g}, {done.threshold_source}); "
           f"use it with: deepfake analyze VIDEO --weights {done.path.stem}")
+    if done.fast_path:
+        print(f"CPU runtime prepared: {done.fast_path}")
     return 0

@@ -82,6 +82,8 @@ def test_train_evaluate_export_then_analyze_by_name(prepared: Path, tmp_path: Pa
 
     weights = tmp_path / "weights"
     assert main(["export", str(run), "--name", "mine", "--weights-dir", str(weights), "--threshold", "0.42"]) == 0
+    assert "CPU runtime prepared: " in capsys.readouterr().out
+    assert list((weights / ".openvino-cache").glob("*.xml"))  # the engine's converted graph, ready for analyze
     assert main(["export", str(run), "--name", "mine", "--weights-dir", str(weights)]) == 2  # no silent overwrite
     _, spec = load_model(weights / "mine.pt")
     assert spec.threshold == pytest.approx(0.42)

@@ -1,6 +1,7 @@
 """`deepfake export`: a run's best checkpoint into the weights directory, in the project's format,
 carrying its metadata and the chosen decision threshold, so `deepfake analyze --weights NAME`
-and the workers load it by name."""
+and the workers load it by name; the engine's CPU fast path (its cached OpenVINO graph) is built
+from it at once."""
 from __future__ import annotations
 
 import csv
@@ -21,6 +22,7 @@ class Export:
     path: Path
     spec: ModelSpec
     threshold_source: str
+    fast_path: str | None = None
 
 
 def export_run(
@@ -31,6 +33,7 @@ def export_run(
     threshold: float | None = None,
     target_fpr: float | None = None,
     force: bool = False,
+    fast_path: bool = True,
 ) -> Export:
     """Write RUN_DIR/best.pt to WEIGHTS_DIR/NAME.pt with its threshold (explicit, else the one that
     keeps the run's validation false-positive rate at `target_fpr`, else the checkpoint's own)."""
@@ -47,7 +50,22 @@ def export_run(
     training = {**spec.training, "exported_from": str(run_dir.resolve()), "threshold_source": source}
     spec = replace(spec, name=name, threshold=float(chosen), training=training)
     save_checkpoint(model, spec, target)
-    return Export(path=target, spec=spec, threshold_source=source)
+    built = build_fast_path(target) if fast_path else None
+    return Export(path=target, spec=spec, threshold_source=source, fast_path=built)
+
+
+def build_fast_path(checkpoint: Path) -> str:
+    """Let the engine build its CPU runtime for `checkpoint` now, as `analyze` would on first use,
+    so the OpenVINO graph it converts (cached beside the checkpoint, keyed by its sha256) is ready.
+    Returns the backend and precision the engine chose, with its warnings."""
+    import torch
+
+    from shared.model.runtime import build_embedder
+
+    model, spec = load_model(checkpoint, device="cpu")
+    embedder = build_embedder(model, spec, device=torch.device("cpu"), precision="auto")
+    notes = "; ".join(w.message for w in embedder.warnings)
+    return f"{embedder.backend} {embedder.precision}" + (f" ({notes})" if notes else "")
 
 
 def _threshold(run_dir: Path, spec: ModelSpec, *, threshold: float | None, target_fpr: float | None) -> tuple[float, str]:

@@ -64,7 +64,8 @@ def test_trains_from_scratch_resumes_and_evaluates(tmp_path: Path, capsys: pytes
 
     # Exported by name into a weights folder, with the threshold chosen on validation.
     weights = tmp_path / "weights"
-    assert main(["export", str(run), "--name", "synthetic", "--weights-dir", str(weights), "--target-fpr", "0.05"]) == 0
+    assert main(["export", str(run), "--name", "synthetic", "--weights-dir", str(weights), "--target-fpr", "0.05",
+                 "--no-fast-path"]) == 0
     model, spec = load_model(find_checkpoint(weights, name="synthetic"))
     assert spec.name == "synthetic" and spec.backbone == "tiny" and spec.sequence_length == 6
     assert 0.0 < spec.threshold <= 1.0 and spec.threshold != 0.5
