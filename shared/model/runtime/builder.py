@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +31,7 @@ from shared.model.types import Reason
 BACKENDS = ("auto", "torch", "openvino")
 FP32_TOLERANCE = 1e-5
 FAST_TOLERANCE = 0.01
+CACHE_VERSION = 2  # bump when conversion, calibration or quantization settings change
 _TRUNKS: dict[tuple, Trunk] = {}
 _DELTAS: dict[tuple, float] = {}
 
@@ -59,7 +61,7 @@ class _CpuPlan:
     spec: ModelSpec
     backend: str
     cache_dir: Path | None
-    crops: object = None
+    crops: np.ndarray | None = None
     reference: torch.Tensor | None = None
     warnings: list[Reason] = field(default_factory=list)
 
@@ -70,15 +72,23 @@ class _CpuPlan:
     def ir_path(self, precision: str) -> Path | None:
         if self.cache_dir is None or not self.spec.sha256:
             return None
-        return self.cache_dir / f"{self.spec.sha256[:16]}-{self.spec.input_size}-{precision}.xml"
+        name = f"{self.spec.sha256[:16]}-{self.spec.input_size}-v{CACHE_VERSION}-{precision}.xml"
+        return self.cache_dir / name
 
-    def calibration(self) -> torch.Tensor:
+    def calibration(self) -> np.ndarray:
         if self.crops is None:
             self.crops = calibration_crops(size=self.spec.input_size)
         return self.crops
 
+    def quantization_crops(self) -> np.ndarray:
+        return self.calibration()[: len(self.calibration()) // 2]
+
+    def check_crops(self) -> np.ndarray:
+        """Crops the quantizer never saw, so |Δp| is not measured in-sample."""
+        return self.calibration()[len(self.calibration()) // 2 :]
+
     def fake_probabilities(self, trunk: Trunk) -> torch.Tensor:
-        feats = trunk.embed(_preprocessor(self.spec).to_uint8_nchw(self.calibration()))
+        feats = trunk.embed(_preprocessor(self.spec).to_uint8_nchw(self.check_crops()))
         windows = calibration_windows(feats, sequence_length=self.spec.sequence_length)
         with torch.inference_mode():
             logits = self.model.classify_windows(windows.to(torch.float32))
@@ -118,7 +128,7 @@ class _CpuPlan:
         fp32 = ovb.cached_ir(self.ir_path("fp32"), lambda: ovb.convert_trunk(self.model, input_size=self.spec.input_size))
         if precision != "int8":
             return fp32
-        normalised = _preprocessor(self.spec)(self.calibration()).numpy()
+        normalised = _preprocessor(self.spec)(self.quantization_crops()).numpy()
         return ovb.cached_ir(self.ir_path("int8"), lambda: ovb.quantize_trunk(fp32, normalised))
 
 
