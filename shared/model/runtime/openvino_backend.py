@@ -7,6 +7,7 @@ asynchronous requests (THROUGHPUT hint: one stream per core pair).
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -23,19 +24,12 @@ OV_HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
 
 
 def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("openvino") is not None
 
 
 def nncf_available() -> bool:
-    try:
-        import nncf  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """NNCF (int8 post-training quantization) is optional; checked without importing it (slow)."""
+    return importlib.util.find_spec("nncf") is not None
 
 
 class _Embed(nn.Module):
