@@ -29,6 +29,9 @@ from shared.settings import Settings
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
 PROGRESS_EVERY_S = 0.5
+# Decoded frames held per batch are capped by bytes, not by the CNN batch size: 32 frames of 4K
+# video would be 800 MB. The CNN still gets full batches: crops accumulate across decode batches.
+DECODE_BATCH_BYTES = 48 * 2**20
 
 
 @dataclass
@@ -146,6 +149,8 @@ class _Run:
         self.last_index = -1
         self.pending_windows: list[WindowScore] = []  # scored, not yet reported as progress
         self.ready_windows: list[Window] = []  # complete, not yet scored
+        self.pending_crops: list[tuple[np.ndarray, list[tuple[int, int, float]]]] = []  # not yet embedded
+        self.pending_count = 0
         self.top: list[tuple[float, int, WindowScore, np.ndarray | None]] = []
         self._tiebreak = itertools.count()
         self._last_progress = 0.0
@@ -158,8 +163,10 @@ class _Run:
         from shared.model.prefetch import Prefetcher
         from shared.model.video import VideoReader
 
-        reader = VideoReader(self.path, batch_size=self.options.batch_size,
-                             frame_stride=self.options.frame_stride, info=self.info)
+        frame_bytes = max(1, self.info.width * self.info.height * 3)
+        decode_batch = max(1, min(self.options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
+        reader = VideoReader(self.path, batch_size=decode_batch, frame_stride=self.options.frame_stride,
+                             info=self.info)
         batches = Prefetcher(reader, depth=2)
         try:
             for batch in batches:
@@ -172,6 +179,7 @@ class _Run:
             reader.close()
         if self.frames_analyzed == 0:
             raise NoDecodableFramesError(f"no frame of {self.path.name} could be decoded")
+        self._embed_pending()
         self._finish_all_tracks()
         self._report_progress(final=True)
         return self._build_result(problems=list(reader.problems))
@@ -186,12 +194,23 @@ class _Run:
         crops, owners = self._crop(batch, tracked)
         self.timings["crop_s"] += time.perf_counter() - start
         if crops is not None:
+            self.pending_crops.append((crops, owners))
+            self.pending_count += len(owners)
+        self.frames_analyzed += len(batch)
+        self.last_index = int(batch.indices[-1])
+        if self.pending_count >= self.options.batch_size:
+            self._embed_pending()
+
+    def _embed_pending(self) -> None:
+        """Run the CNN on the crops gathered so far, feed the windows, score the complete ones."""
+        if self.pending_crops:
+            crops = np.concatenate([c for c, _ in self.pending_crops])
+            owners = [o for _, group in self.pending_crops for o in group]
+            self.pending_crops, self.pending_count = [], 0
             start = time.perf_counter()
             features = self.engine.embedder(crops)
             self.timings["embed_s"] += time.perf_counter() - start
             self._push_features(features, crops, owners)
-        self.frames_analyzed += len(batch)
-        self.last_index = int(batch.indices[-1])
         self._finish_lost_tracks(current_index=self.last_index)
         self._score_ready_windows()
 
