@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -58,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
         bar.total = progress.frames_total
         bar.update(progress.frames_done - bar.n)
 
+    # Libraries (NNCF while quantizing, for one) may print; with --json stdout holds only the JSON.
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        result = analyze_video(args.video, options=options, cache=cache, on_progress=on_progress)
+        with quiet:
+            result = analyze_video(args.video, options=options, cache=cache, on_progress=on_progress)
     finally:
         bar.close()
     data = result.to_dict()

@@ -139,6 +139,9 @@ class _Run:
         self.length = options.sequence_length or self.spec.sequence_length
         self.stride = options.window_stride or max(1, self.length // 2)
         self.threshold = options.threshold if options.threshold is not None else self.spec.threshold
+        # The seed's LSTM gives each frame one step from a zero state, so a frame's output does not
+        # depend on its window: compute it once per frame and let overlapping windows share it.
+        self.per_frame_outputs = hasattr(engine.model, "frame_outputs") and hasattr(engine.model, "classify_outputs")
         self.timings: dict[str, float] = defaultdict(float)
         self.windowers: dict[int, TrackWindower] = {}
         self.last_seen: dict[int, int] = {}
@@ -210,6 +213,10 @@ class _Run:
             start = time.perf_counter()
             features = self.engine.embedder(crops)
             self.timings["embed_s"] += time.perf_counter() - start
+            if self.per_frame_outputs:
+                start = time.perf_counter()
+                features = self._frame_outputs(features)
+                self.timings["classify_s"] += time.perf_counter() - start
             self._push_features(features, crops, owners)
         self._finish_lost_tracks(current_index=self.last_index)
         self._score_ready_windows()
@@ -287,8 +294,18 @@ class _Run:
                 self._record(window, float(probability))
         self.timings["classify_s"] += time.perf_counter() - start
 
+    def _frame_outputs(self, features: torch.Tensor) -> torch.Tensor:
+        """The seed model's per-frame LSTM outputs: independent of the window, so computed once."""
+        with torch.inference_mode():
+            outputs = self.engine.model.frame_outputs(features.to(self.engine.device, torch.float32))
+        return outputs.float().cpu()
+
     def _window_probabilities(self, features: torch.Tensor) -> np.ndarray:
-        return self.engine.embedder.fake_probabilities(features).numpy()
+        if not self.per_frame_outputs:
+            return self.engine.embedder.fake_probabilities(features).numpy()
+        with torch.inference_mode():
+            logits = self.engine.model.classify_outputs(features.to(self.engine.device, torch.float32))
+            return torch.softmax(logits.float(), dim=1)[:, self.spec.fake_index].cpu().numpy()
 
     def _record(self, window: Window, probability: float) -> None:
         score = WindowScore(track_id=window.track_id, start_frame=window.start_frame,

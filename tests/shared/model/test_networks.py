@@ -71,3 +71,17 @@ def test_build_model_from_spec() -> None:
         build_model(SimpleNamespace(kind="vit", backbone="tiny", hidden_size=1))
     with pytest.raises(ValueError, match="unknown backbone"):
         build_model(SimpleNamespace(kind="resnext-lstm", backbone="vgg", hidden_size=1))
+
+
+def test_seed_frame_outputs_equal_one_real_lstm_step_per_frame():
+    from shared.model.networks import SeedResNeXtLSTM
+
+    torch.manual_seed(1)
+    model = SeedResNeXtLSTM().eval()
+    feats = torch.randn(5, 2048)
+    with torch.inference_mode():
+        expected, _ = model.lstm(feats.unsqueeze(0))  # time axis of length 1, the frames as batch
+        assert torch.allclose(model.frame_outputs(feats), expected.squeeze(0), atol=1e-6)
+        windows = feats[None].expand(2, 5, 2048)
+        assert torch.allclose(model.classify_windows(windows),
+                              model.linear1(expected.squeeze(0).mean(0)).expand(2, 2), atol=1e-6)
