@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch
 from shared.model import aggregation
 from shared.model.errors import AnalysisCancelled, NoDecodableFramesError
 from shared.model.result import AnalysisResult, Artifact, TrackResult
-from shared.model.types import Progress, Reason, WindowScore
+from shared.model.types import FrameBatch, Progress, Reason, WindowScore
 from shared.model.windows import TrackWindower, Window
 from shared.options import AnalysisOptions
 from shared.settings import Settings
@@ -170,15 +170,17 @@ class _Run:
         decode_batch = max(1, min(self.options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
         reader = VideoReader(self.path, batch_size=decode_batch, frame_stride=self.options.frame_stride,
                              info=self.info)
-        batches = Prefetcher(reader, depth=2)
+        # Decoding and face detection/tracking run in a background thread, one bounded queue ahead
+        # of crops, the CNN and the windows in this one.
+        batches = Prefetcher(self._tracked_batches(reader), depth=2)
         try:
-            for batch in batches:
+            for batch, tracked in batches:
                 self._check_cancel()
-                self._process_batch(batch)
+                self._process_batch(batch, tracked)
                 self._report_progress(final=False)
         finally:
             batches.close()
-            self.timings["decode_s"] = batches.busy_s
+            self.timings["decode_s"] = batches.busy_s - self.timings["detect_s"]
             reader.close()
         if self.frames_analyzed == 0:
             raise NoDecodableFramesError(f"no frame of {self.path.name} could be decoded")
@@ -191,8 +193,15 @@ class _Run:
         if self.should_cancel is not None and self.should_cancel():
             raise AnalysisCancelled("the analysis was cancelled")
 
-    def _process_batch(self, batch) -> None:
-        tracked = self._track(batch)
+    def _tracked_batches(self, reader) -> Iterator[tuple[FrameBatch, list[list]]]:
+        """Decoded batches with each frame's tracked face boxes (runs in the prefetch thread)."""
+        position = 0
+        for batch in reader:
+            tracked = self._track(batch, first_position=position)
+            position += len(batch)
+            yield batch, tracked
+
+    def _process_batch(self, batch: FrameBatch, tracked: list[list]) -> None:
         start = time.perf_counter()
         crops, owners = self._crop(batch, tracked)
         self.timings["crop_s"] += time.perf_counter() - start
@@ -221,7 +230,7 @@ class _Run:
         self._finish_lost_tracks(current_index=self.last_index)
         self._score_ready_windows()
 
-    def _track(self, batch) -> list[list]:
+    def _track(self, batch: FrameBatch, *, first_position: int) -> list[list]:
         """Boxes per frame of the batch: detect every k-th analysed frame, carry boxes between."""
         from shared.model.tracking import TrackedBox
 
@@ -231,7 +240,7 @@ class _Run:
             whole = np.array([0, 0, width, height], dtype=np.float32)
             return [[TrackedBox(track_id=0, box=whole, score=1.0, detected=True)] for _ in range(count)]
         every = self.options.detect_every
-        positions = [i for i in range(count) if (self.frames_analyzed + i) % every == 0]
+        positions = [i for i in range(count) if (first_position + i) % every == 0]
         start = time.perf_counter()
         detections = self.engine.detector.detect(batch.frames[positions]) if positions else []
         self.timings["detect_s"] += time.perf_counter() - start
