@@ -98,11 +98,12 @@ def _fetch_one(name: str, *, args: argparse.Namespace, weights_dir: Path) -> Non
 
 
 def _print_unverified(weights_dir: Path) -> None:
-    from shared.model.weights_registry import STATUS_UNVERIFIED, sha256_of, verify
+    from shared.files import sha256_file
+    from shared.model.weights_registry import STATUS_UNVERIFIED, verify
 
     for path, status in verify(weights_dir):
         if status == STATUS_UNVERIFIED:
-            print(f"unverified: {path.name} sha256 {sha256_of(path)}", file=sys.stderr)
+            print(f"unverified: {path.name} sha256 {sha256_file(path)}", file=sys.stderr)
 
 
 class _ProgressBars:

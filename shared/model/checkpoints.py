@@ -7,11 +7,8 @@ Two formats are read, always with `torch.load(..., weights_only=True)` (checkpoi
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shared.files import sha256_file, write_atomically
 from shared.model.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
 from shared.model.networks import PROJECT_KIND, SEED_KIND, build_model
 
@@ -89,15 +87,6 @@ def parse_seed_filename(name: str | Path) -> tuple[float, int] | None:
     if match is None:
         return None
     return float(match["acc"]), int(match["frames"])
-
-
-def sha256_file(path: Path, *, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- finding -------------------------------------------------------------------------------------
@@ -280,15 +269,7 @@ def load_model(path: Path, *, device: str | torch.device = "cpu") -> tuple[nn.Mo
 def save_checkpoint(model: nn.Module, spec: ModelSpec, path: Path) -> Path:
     """Write `model` in this project's format, atomically (temp file + rename in the same folder)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = replace(spec, sha256="", path=None).to_dict()
     payload = {"format": FORMAT, "version": VERSION, "metadata": metadata, "state_dict": model.state_dict()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
     return path

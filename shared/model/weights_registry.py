@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from shared.files import sha256_file
 from shared.model.errors import ChecksumMismatchError, InvalidOptionsError, WeightsError
 
 ProgressCallback = Callable[["KnownWeights", int, "int | None"], None]  # (file, bytes done, total or None)
@@ -205,15 +206,6 @@ def find_detector_weights(
     return None
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(
     name_or_all: str,
     *,
@@ -268,7 +260,7 @@ def _fetch_one(
     allow_unverified: bool,
 ) -> Path:
     target = weights_dir / entry.filename
-    if target.is_file() and (not entry.verifiable or entry.check(sha256_of(target))):
+    if target.is_file() and (not entry.verifiable or entry.check(sha256_file(target))):
         return target  # already installed (an unverifiable file was installed on purpose)
     url = source_url(entry, base_url)
     report = (lambda done, total: progress(entry, done, total)) if progress is not None else None
@@ -342,12 +334,12 @@ def verify(weights_dir: Path, *, registry: Sequence[KnownWeights] | None = None)
     for path in _weight_files(weights_dir.iterdir()):
         entry = lookup(path.name, registry)
         if entry is None:
-            entry = lookup_by_sha256(sha256_of(path), registry)
+            entry = lookup_by_sha256(sha256_file(path), registry)
             results.append((path, STATUS_OK if entry else STATUS_UNKNOWN))
         elif not entry.verifiable:
             results.append((path, STATUS_UNVERIFIED))
         else:
-            results.append((path, STATUS_OK if entry.check(sha256_of(path)) else STATUS_MISMATCH))
+            results.append((path, STATUS_OK if entry.check(sha256_file(path)) else STATUS_MISMATCH))
     return results
 
 

@@ -22,8 +22,8 @@ from shared.model.weights_registry import (
     Normalisation,
     lookup,
     lookup_by_sha256,
-    sha256_of,
 )
+from shared.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def decide_family(
     by_name = lookup(Path(path).name, registry)
     if by_name is not None and by_name.family in NORMALISATION:
         return by_name.family, "registry"
-    by_hash = lookup_by_sha256(sha256_of(path), registry)
+    by_hash = lookup_by_sha256(sha256_file(path), registry)
     if by_hash is not None and by_hash.family in NORMALISATION:
         return by_hash.family, "sha256"
     if container == "zip":

@@ -2,16 +2,15 @@
 primitives so it loads with `torch.load(..., weights_only=True)`."""
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from shared.files import write_atomically
 from shared.model.training.errors import RunStateError
 
 STATE_FILE = "state.pt"
@@ -23,14 +22,7 @@ def save_state(state: dict, run_dir: Path) -> Path:
     """Write `state` to RUN_DIR/state.pt via a temporary file and a rename (never half-written)."""
     path = Path(run_dir) / STATE_FILE
     payload = {"format": STATE_FORMAT, "version": STATE_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
     return path
 
 

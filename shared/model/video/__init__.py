@@ -4,7 +4,7 @@ Only local regular files in an allow-listed container are read (see `source`); f
 upright RGB with their stream timestamps, one batch at a time, so memory does not grow with the
 length of the video.
 """
-from shared.model.video.checksum import sha256_file
+from shared.files import sha256_file
 from shared.model.video.probe import VideoInfo, probe_video
 from shared.model.video.reader import VideoReader
 from shared.model.video.source import ALLOWED_FORMATS, SUPPORTED_DESCRIPTION
