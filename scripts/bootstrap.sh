@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates or reuses .venv/ at the repository root and installs the pinned requirements.
-# Usage: scripts/bootstrap.sh [engine|web|dev]   (default: dev)
+# Usage: scripts/bootstrap.sh [engine|web|serve|dev]   (default: dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 role="${1:-dev}"
