@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -173,6 +175,7 @@ class _Run:
         # Decoding and face detection/tracking run in a background thread, one bounded queue ahead
         # of crops, the CNN and the windows in this one.
         batches = Prefetcher(self._tracked_batches(reader), depth=2)
+        self.crop_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="crop")
         try:
             for batch, tracked in batches:
                 self._check_cancel()
@@ -180,6 +183,7 @@ class _Run:
                 self._report_progress(final=False)
         finally:
             batches.close()
+            self.crop_pool.shutdown(wait=True)
             self.timings["decode_s"] = batches.busy_s - self.timings["detect_s"]
             reader.close()
         if self.frames_analyzed == 0:
@@ -254,24 +258,28 @@ class _Run:
                 tracked.append(self.tracker.carry(index))
         return tracked
 
-    def _crop(self, batch, tracked: list[list]) -> tuple[np.ndarray | None, list[tuple[int, int, float]]]:
+    def _crop(self, batch: FrameBatch, tracked: list[list]) -> tuple[np.ndarray | None, list[tuple[int, int, float]]]:
+        """Face crops of the batch in frame order, and (track, frame index, time) for each crop.
+
+        Frames are cropped in parallel threads: PIL releases the GIL while resizing, which pays
+        on many-core machines (a 1080p whole frame takes ~10 ms to shrink with antialiasing).
+        """
+        jobs = [(batch.frames[i], boxes) for i, boxes in enumerate(tracked) if boxes]
+        owners = [(b.track_id, int(batch.indices[i]), float(batch.times_s[i]))
+                  for i, boxes in enumerate(tracked) for b in boxes]
+        if not jobs:
+            return None, owners
+        crops = list(self.crop_pool.map(self._crop_frame, jobs)) if len(jobs) > 1 else [self._crop_frame(jobs[0])]
+        return np.concatenate(crops), owners
+
+    def _crop_frame(self, job: tuple[np.ndarray, list]) -> np.ndarray:
         from shared.model.crops import crop_faces, whole_frames
 
+        frame, boxes = job
         size = self.spec.input_size
-        crops: list[np.ndarray] = []
-        owners: list[tuple[int, int, float]] = []
-        for i, boxes in enumerate(tracked):
-            if not boxes:
-                continue
-            frame = batch.frames[i]
-            if self.engine.detector is None:
-                crops.append(whole_frames(frame[None], size=size))
-            else:
-                crops.append(crop_faces(frame, [b.box for b in boxes], size=size, margin=self.options.crop_margin))
-            owners.extend((b.track_id, int(batch.indices[i]), float(batch.times_s[i])) for b in boxes)
-        if not crops:
-            return None, owners
-        return np.concatenate(crops), owners
+        if self.engine.detector is None:
+            return whole_frames(frame[None], size=size)
+        return crop_faces(frame, [b.box for b in boxes], size=size, margin=self.options.crop_margin)
 
     def _push_features(self, features: torch.Tensor, crops: np.ndarray, owners) -> None:
         for row, (track_id, index, time_s) in enumerate(owners):
