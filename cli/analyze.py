@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threshold", type=float, help="FAKE threshold (default: the checkpoint's)")
-    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean",
+                        help="how a face track's windows combine into its probability")
+    parser.add_argument("--crop-margin", type=float, default=0.0,
+                        help="extra margin around each face box, as a fraction of its side (the seed used 0)")
+    parser.add_argument("--heatmaps", type=int, default=3, help="heatmaps of the N most suspicious windows (0: none)")
     parser.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
     parser.add_argument("--artifacts-dir", type=Path, help="write heatmaps and face thumbnails here")
     parser.add_argument("--plot", type=Path, help="write a timeline chart (PNG) of fake probability per face")
@@ -41,6 +45,7 @@ def _options(args: argparse.Namespace):
         "frame_stride": args.frame_stride, "detect_every": args.detect_every,
         "face_detector": args.face_detector, "device": args.device, "precision": args.precision,
         "batch_size": args.batch_size, "threshold": args.threshold, "aggregation": args.aggregation,
+        "crop_margin": args.crop_margin, "heatmaps": args.heatmaps,
     }, allow_paths=True)
 
 

@@ -58,11 +58,12 @@ def test_json_output_follows_the_contract(tmp_path, weights_dir):
 
 def test_readable_summary_by_default(tmp_path, weights_dir):
     clip = make_face_clip(tmp_path / "clip.mp4", seconds=0.6, fps=10, width=160, height=120)
-    done = deepfake("analyze", str(clip), "--face-detector", "none", "--precision", "fp32",
-                    weights_dir=weights_dir)
+    done = deepfake("analyze", str(clip), "--face-detector", "none", "--precision", "fp32", "--heatmaps", "0",
+                    "--artifacts-dir", str(tmp_path / "none"), weights_dir=weights_dir)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Verdict: ")
     assert "face 0:" in done.stdout
+    assert not list((tmp_path / "none").glob("*.png"))
 
 
 @pytest.mark.parametrize("content, code", [
