@@ -63,19 +63,23 @@ def run_analyze(video: Path, *, weights_dir: Path, extra: list[str]) -> tuple[di
     env = dict(os.environ, WEIGHTS_DIR=str(weights_dir))
     cmd = [sys.executable, "-m", "cli", "analyze", str(video), "--json", *extra]
     start = time.perf_counter()
-    process = psutil.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0
-    while process.poll() is None:
-        try:
-            peak = max(peak, process.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.2)
-    out, err = process.communicate()
-    wall = time.perf_counter() - start
+    # Output goes to files, not pipes: a long video's JSON outgrows a pipe's buffer while we poll.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = psutil.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err)
+        peak = 0
+        while process.poll() is None:
+            try:
+                peak = max(peak, process.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
-        raise SystemExit(f"analyze failed ({process.returncode}): {err.decode()[-2000:]}")
-    return json.loads(out), wall, peak / 2**20
+        raise SystemExit(f"analyze failed ({process.returncode}): {stderr.decode()[-2000:]}")
+    return json.loads(stdout), wall, peak / 2**20
 
 
 def max_delta(a: dict, b: dict) -> float:
