@@ -39,6 +39,7 @@ class AnalysisOptions:
     crop_margin: float = 0.0
     detect_max_side: int = 640
     min_track_frames: int = 8
+    min_face_score: float = 0.5
     heatmaps: int = 3
 
     def __post_init__(self) -> None:
@@ -57,6 +58,7 @@ class AnalysisOptions:
         _check_fraction("threshold", self.threshold, optional=True)
         _check_fraction("uncertain_band", self.uncertain_band, upper=0.5)
         _check_fraction("crop_margin", self.crop_margin, upper=2.0)
+        _check_fraction("min_face_score", self.min_face_score)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, allow_paths: bool = False) -> "AnalysisOptions":
@@ -85,7 +87,7 @@ class AnalysisOptions:
 def _default_type(cls: type, name: str) -> type:
     return {
         "weights": str, "face_detector": str, "device": str, "precision": str, "aggregation": str,
-        "threshold": float, "uncertain_band": float, "crop_margin": float,
+        "threshold": float, "uncertain_band": float, "crop_margin": float, "min_face_score": float,
     }.get(name, int)
 
 

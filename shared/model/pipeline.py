@@ -150,6 +150,8 @@ class _Run:
         self.scores: dict[int, list[WindowScore]] = defaultdict(list)
         self.finished_tracks: dict[int, _TrackSpan] = {}
         self.ignored_tracks = 0
+        self.unconfident_tracks = 0
+        self.best_score: dict[int, float] = {}  # each track's most confident detection
         self.frames_analyzed = 0
         self.last_index = -1
         self.pending_windows: list[WindowScore] = []  # scored, not yet reported as progress
@@ -267,6 +269,9 @@ class _Run:
         jobs = [(batch.frames[i], boxes) for i, boxes in enumerate(tracked) if boxes]
         owners = [(b.track_id, int(batch.indices[i]), float(batch.times_s[i]))
                   for i, boxes in enumerate(tracked) for b in boxes]
+        for boxes in tracked:
+            for box in boxes:
+                self.best_score[box.track_id] = max(self.best_score.get(box.track_id, 0.0), float(box.score))
         if not jobs:
             return None, owners
         crops = list(self.crop_pool.map(self._crop_frame, jobs)) if len(jobs) > 1 else [self._crop_frame(jobs[0])]
@@ -356,6 +361,11 @@ class _Run:
         if not windower.windows_emitted and windower.count < min_frames:
             self.ignored_tracks += 1
             return
+        if self.best_score.get(track_id, 1.0) < self.options.min_face_score:
+            # never one confident detection: likely not a face (the Haar fallback's false positives)
+            self.unconfident_tracks += 1
+            self.scores.pop(track_id, None)
+            return
         window = windower.finish()
         if window is not None:
             self._queue_window(window)
@@ -439,6 +449,10 @@ class _Run:
             warnings.append(Reason("ignored_short_tracks", (
                 f"{self.ignored_tracks} face track(s) shorter than {self.options.min_track_frames} frames were "
                 "ignored as likely spurious detections")))
+        if self.unconfident_tracks:
+            warnings.append(Reason("ignored_unconfident_tracks", (
+                f"{self.unconfident_tracks} face track(s) whose best detection scored below "
+                f"{self.options.min_face_score:g} were ignored as likely false detections")))
         return warnings
 
     def _video_dict(self) -> dict:
@@ -464,7 +478,7 @@ class _Run:
         return params
 
     def _artifacts(self) -> list[Artifact]:
-        ranked = sorted(self.top, key=lambda entry: -entry[0])
+        ranked = sorted((e for e in self.top if e[2].track_id in self.finished_tracks), key=lambda e: -e[0])
         crops = [entry[3] for entry in ranked if entry[3] is not None]
         if not crops:
             return []

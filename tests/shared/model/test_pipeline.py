@@ -151,3 +151,31 @@ def test_the_model_is_loaded_once_per_setting(cache):
     first = cache.get(_options(face_detector="none"))
     assert cache.get(_options(face_detector="none")) is first
     assert cache.get(_options(face_detector="opencv")) is not first
+
+
+def test_tracks_without_one_confident_detection_are_ignored(two_faces, cache):
+    from shared.model.types import Detection
+
+    options = _options(face_detector="opencv", detect_every=2)
+    engine = cache.get(options)
+    real = engine.detector
+
+    class RightFaceUnsure:
+        """The real detector, but the right-hand face is only ever found with a low score."""
+
+        name = real.name
+
+        def detect(self, frames):
+            width = frames.shape[2]
+            return [[d if d.box[0] < width / 2 else Detection(box=d.box, score=0.3) for d in found]
+                    for found in real.detect(frames)]
+
+    engine.detector = RightFaceUnsure()
+    try:
+        result = analyze_video(two_faces, options=options, cache=cache)
+    finally:
+        engine.detector = real
+    assert len(result.tracks) == 1
+    assert result.tracks[0].windows
+    assert any(w.code == "ignored_unconfident_tracks" for w in result.warnings)
+    assert result.fake_probability == result.tracks[0].fake_probability
