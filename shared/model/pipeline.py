@@ -152,6 +152,7 @@ class _Run:
         self.ignored_tracks = 0
         self.unconfident_tracks = 0
         self.best_score: dict[int, float] = {}  # each track's most confident detection
+        self.track_top: dict[int, list] = defaultdict(list)  # heatmap candidates of live tracks
         self.frames_analyzed = 0
         self.last_index = -1
         self.pending_windows: list[WindowScore] = []  # scored, not yet reported as progress
@@ -337,10 +338,15 @@ class _Run:
         self.pending_windows.append(score)
         if self.options.heatmaps > 0:
             entry = (probability, next(self._tiebreak), score, window.key_crop)
-            if len(self.top) < self.options.heatmaps:
-                heapq.heappush(self.top, entry)
-            elif probability > self.top[0][0]:
-                heapq.heapreplace(self.top, entry)
+            # A live track keeps its own candidates until it is kept or dropped at its end.
+            heap = self.top if window.track_id in self.finished_tracks else self.track_top[window.track_id]
+            self._keep_top(heap, entry)
+
+    def _keep_top(self, heap: list, entry: tuple) -> None:
+        if len(heap) < self.options.heatmaps:
+            heapq.heappush(heap, entry)
+        elif entry[0] > heap[0][0]:
+            heapq.heapreplace(heap, entry)
 
     # --- track lifetimes -------------------------------------------------------------------
     def _finish_lost_tracks(self, *, current_index: int) -> None:
@@ -361,11 +367,14 @@ class _Run:
         if not windower.windows_emitted and windower.count < min_frames:
             self.ignored_tracks += 1
             return
+        candidates = self.track_top.pop(track_id, [])
         if self.best_score.get(track_id, 1.0) < self.options.min_face_score:
             # never one confident detection: likely not a face (the Haar fallback's false positives)
             self.unconfident_tracks += 1
             self.scores.pop(track_id, None)
             return
+        for entry in candidates:
+            self._keep_top(self.top, entry)
         window = windower.finish()
         if window is not None:
             self._queue_window(window)
@@ -478,7 +487,7 @@ class _Run:
         return params
 
     def _artifacts(self) -> list[Artifact]:
-        ranked = sorted((e for e in self.top if e[2].track_id in self.finished_tracks), key=lambda e: -e[0])
+        ranked = sorted(self.top, key=lambda entry: -entry[0])
         crops = [entry[3] for entry in ranked if entry[3] is not None]
         if not crops:
             return []

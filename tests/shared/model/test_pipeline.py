@@ -156,7 +156,7 @@ def test_the_model_is_loaded_once_per_setting(cache):
 def test_tracks_without_one_confident_detection_are_ignored(two_faces, cache):
     from shared.model.types import Detection
 
-    options = _options(face_detector="opencv", detect_every=2)
+    options = _options(face_detector="opencv", detect_every=2, heatmaps=2)
     engine = cache.get(options)
     real = engine.detector
 
@@ -179,3 +179,6 @@ def test_tracks_without_one_confident_detection_are_ignored(two_faces, cache):
     assert result.tracks[0].windows
     assert any(w.code == "ignored_unconfident_tracks" for w in result.warnings)
     assert result.fake_probability == result.tracks[0].fake_probability
+    # the heatmaps come from the kept track only, and the dropped one took no slot
+    assert len(result.artifacts) == 4
+    assert {a.track_id for a in result.artifacts} == {result.tracks[0].id}
