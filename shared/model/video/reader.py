@@ -12,6 +12,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from shared.model.errors import InvalidOptionsError, NoDecodableFramesError
 from shared.model.types import FrameBatch, Reason
@@ -188,6 +189,9 @@ class _BatchBuilder:
         self._step = 1.0 / reader.info.fps
         self._previous: float | None = None
         self._count = 0
+        # One reformatter for the stream: it keeps its scaler context between frames, where each
+        # frame's own to_ndarray() builds a new one (measured: 690 vs 405 frames/s at 720p).
+        self._reformatter = VideoReformatter()
 
     def _new_batch(self) -> None:
         """Allocate the next batch's arrays (called lazily, so no empty batch outlives the last)."""
@@ -211,7 +215,8 @@ class _BatchBuilder:
         if self._count == 0:
             self._new_batch()
         width, height = self._decode_size
-        rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+        rgb = self._reformatter.reformat(frame, format="rgb24", width=width, height=height,
+                                         interpolation="AREA").to_ndarray()
         slot = self._count
         self._frames[slot] = np.rot90(rgb, self._quarter_turns) if self._quarter_turns else rgb
         self._indices[slot] = index
