@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--window-stride", type=int, help="frames between window starts (default: half a window)")
     parser.add_argument("--frame-stride", type=int, default=1, help="analyse every N-th frame (default 1: all)")
     parser.add_argument("--detect-every", type=int, default=5, help="run the face detector every K-th analysed frame")
+    parser.add_argument("--full-detect-every", type=int, default=6,
+                        help="search whole frames every N-th detection; between, only near tracked faces "
+                             "(OpenCV detector; 1: always whole frames)")
     parser.add_argument("--face-detector", choices=FACE_DETECTORS, default="auto")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
@@ -43,6 +46,7 @@ def _options(args: argparse.Namespace):
     return AnalysisOptions.from_mapping({
         "weights": args.weights, "sequence_length": args.sequence_length, "window_stride": args.window_stride,
         "frame_stride": args.frame_stride, "detect_every": args.detect_every,
+        "full_detect_every": args.full_detect_every,
         "face_detector": args.face_detector, "device": args.device, "precision": args.precision,
         "batch_size": args.batch_size, "threshold": args.threshold, "aggregation": args.aggregation,
         "crop_margin": args.crop_margin, "heatmaps": args.heatmaps,

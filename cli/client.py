@@ -25,6 +25,7 @@ ENGINE_FLAGS: dict[str, dict[str, Any]] = {
     "window_stride": {"type": int, "help": "frames between window starts"},
     "frame_stride": {"type": int, "help": "analyse every N-th frame"},
     "detect_every": {"type": int, "help": "run the face detector every K-th analysed frame"},
+    "full_detect_every": {"type": int, "help": "search whole frames every N-th detection (1: always)"},
     "face_detector": {"choices": ("auto", "retinaface", "opencv", "none")},
     "precision": {"choices": ("auto", "fp32", "bf16", "int8")},
 }

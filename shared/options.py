@@ -29,6 +29,7 @@ class AnalysisOptions:
     window_stride: int | None = None
     frame_stride: int = 1
     detect_every: int = 5
+    full_detect_every: int = 6
     face_detector: str = "auto"
     device: str = "auto"
     precision: str = "auto"
@@ -47,6 +48,7 @@ class AnalysisOptions:
         _check_range("window_stride", self.window_stride, 1, 1000, optional=True)
         _check_range("frame_stride", self.frame_stride, 1, 1000)
         _check_range("detect_every", self.detect_every, 1, 1000)
+        _check_range("full_detect_every", self.full_detect_every, 1, 1000)
         _check_range("batch_size", self.batch_size, 1, 1024)
         _check_range("detect_max_side", self.detect_max_side, 64, 4096)
         _check_range("min_track_frames", self.min_track_frames, 1, 100000)

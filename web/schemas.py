@@ -60,6 +60,7 @@ OPTION_PROPERTIES = {
     "window_stride": {"type": "integer", "minimum": 1, "maximum": 1000},
     "frame_stride": {"type": "integer", "minimum": 1, "maximum": 1000},
     "detect_every": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "full_detect_every": {"type": "integer", "minimum": 1, "maximum": 1000},
     "face_detector": {"enum": ["auto", "retinaface", "opencv", "none"]},
     "precision": {"enum": ["auto", "fp32", "bf16", "int8"]},
     "weights": {"type": "string", "description": "A checkpoint file name in the server's weights directory."},

@@ -130,6 +130,10 @@ class FaceTracker:
         """Boxes for a frame between detection frames: each track seen in the last round, its last box."""
         return self._report(detected=False)
 
+    def predicted_boxes(self, frame_index: int) -> list[np.ndarray]:
+        """Where each live track's face is expected in `frame_index` (confirmed or not)."""
+        return [t.predicted(frame_index) for t in self._tracks]
+
     @property
     def active_ids(self) -> list[int]:
         """Ids of the confirmed tracks still alive (seen within the last `max_missed` rounds)."""

@@ -11,6 +11,8 @@ from shared.model.errors import EngineError
 from shared.model.types import Detection
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
+NEAR_GROWTH = 0.5  # detect_near searches each tracked box grown by this fraction of its side, each side
+NEAR_SIZE_RANGE = 1.5  # ... for faces up to this factor smaller or larger than the box
 
 
 class FaceDetectorUnavailableError(EngineError):
@@ -57,23 +59,81 @@ class HaarFaceDetector:
         """Faces per frame; `frames` is (N, H, W, 3) uint8 RGB."""
         return [self._detect_one(frame) for frame in np.asarray(frames)]
 
-    def _detect_one(self, frame: np.ndarray) -> list[Detection]:
-        cv2 = self._cv2
+    def detect_near(self, frame: np.ndarray, boxes: list[np.ndarray]) -> list[Detection]:
+        """Faces in one (H, W, 3) RGB frame, searched only around `boxes` (faces tracked before).
+
+        Each box's neighbourhood (the box grown by `NEAR_GROWTH` of its side on every side) is
+        searched at the full-frame scale, for faces between 1/`NEAR_SIZE_RANGE` and `NEAR_SIZE_RANGE`
+        times the box's size: a fraction of a full search's cost. Faces elsewhere are not found, so
+        the caller still runs `detect` on whole frames regularly.
+        """
         height, width = frame.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        scale = self._scale(height, width)
+        floor = self._min_side(height, width, scale)
+        found: list[Detection] = []
+        for box in boxes:
+            x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float32).reshape(4))
+            side = max(x2 - x1, y2 - y1, 1.0)
+            grow = NEAR_GROWTH * side
+            left, top = max(0, int(x1 - grow)), max(0, int(y1 - grow))
+            right, bottom = min(width, int(np.ceil(x2 + grow))), min(height, int(np.ceil(y2 + grow)))
+            if right - left < 2 or bottom - top < 2:
+                continue
+            smallest = max(floor, int(side * scale / NEAR_SIZE_RANGE))
+            largest = max(smallest + 1, int(np.ceil(side * scale * NEAR_SIZE_RANGE)))
+            found += self._search(frame[top:bottom, left:right], scale=scale, min_side=smallest,
+                                  max_side=largest, offset=(left, top), frame_size=(height, width))
+        return _unique(found)
+
+    def _scale(self, height: int, width: int) -> float:
+        return min(1.0, self.max_side / max(height, width))
+
+    def _min_side(self, height: int, width: int, scale: float) -> int:
+        """The smallest face searched for, in detection pixels (a fraction of the scaled frame)."""
+        return max(12, int(min(round(height * scale), round(width * scale)) * self.min_face_fraction))
+
+    def _detect_one(self, frame: np.ndarray) -> list[Detection]:
+        height, width = frame.shape[:2]
+        scale = self._scale(height, width)
+        found = self._search(frame, scale=scale, min_side=self._min_side(height, width, scale), max_side=None,
+                             offset=(0, 0), frame_size=(height, width))
+        found.sort(key=lambda d: -d.score)
+        return found
+
+    def _search(self, region: np.ndarray, *, scale: float, min_side: int, max_side: int | None,
+                offset: tuple[int, int], frame_size: tuple[int, int]) -> list[Detection]:
+        """Run the cascade on `region` (a part of the frame at `offset`) scaled by `scale`."""
+        cv2 = self._cv2
+        height, width = region.shape[:2]
+        grey = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
-            grey = cv2.resize(grey, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        if min(grey.shape) < min_side:
+            return []
         grey = cv2.equalizeHist(grey)
-        side = max(12, int(min(grey.shape) * self.min_face_fraction))
+        limits = {} if max_side is None else {"maxSize": (max_side, max_side)}
         rects, hits = self._cascade.detectMultiScale2(
-            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side),
+            **limits,
         )
         out = []
+        frame_height, frame_width = frame_size
         for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(hits).reshape(-1)):
             box = np.array([x, y, x + w, y + h], dtype=np.float32) / scale
-            box[[0, 2]] = box[[0, 2]].clip(0, width)
-            box[[1, 3]] = box[[1, 3]].clip(0, height)
+            box += np.array([offset[0], offset[1], offset[0], offset[1]], dtype=np.float32)
+            box[[0, 2]] = box[[0, 2]].clip(0, frame_width)
+            box[[1, 3]] = box[[1, 3]].clip(0, frame_height)
             out.append(Detection(box=box, score=min(1.0, float(n) / (4 * self.min_neighbors))))
-        out.sort(key=lambda d: -d.score)
         return out
+
+
+def _unique(detections: list[Detection], *, iou: float = 0.5) -> list[Detection]:
+    """Best-scoring first, dropping any that overlaps a kept one (neighbourhoods of close faces overlap)."""
+    from shared.model.tracking import iou_matrix
+
+    kept: list[Detection] = []
+    for detection in sorted(detections, key=lambda d: -d.score):
+        if not kept or iou_matrix(detection.box, np.stack([k.box for k in kept])).max() < iou:
+            kept.append(detection)
+    return kept

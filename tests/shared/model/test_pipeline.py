@@ -182,3 +182,65 @@ def test_tracks_without_one_confident_detection_are_ignored(two_faces, cache):
     # the heatmaps come from the kept track only, and the dropped one took no slot
     assert len(result.artifacts) == 4
     assert {a.track_id for a in result.artifacts} == {result.tracks[0].id}
+
+
+def test_between_full_searches_the_detector_looks_only_near_tracked_faces(two_faces, cache):
+    options = _options(face_detector="opencv", detect_every=1, full_detect_every=3)
+    engine = cache.get(options)
+    real = engine.detector
+    calls = []
+
+    class Recording:
+        """The real detector, recording which kind of search ran."""
+
+        name = real.name
+
+        def detect(self, frames):
+            calls.append("full")
+            return real.detect(frames)
+
+        def detect_near(self, frame, boxes):
+            calls.append("near")
+            return real.detect_near(frame, boxes)
+
+    engine.detector = Recording()
+    try:
+        mixed = analyze_video(two_faces, options=options, cache=cache)
+        searches = list(calls)
+        calls.clear()
+        always_full = analyze_video(two_faces, options=_options(face_detector="opencv", detect_every=1,
+                                                                full_detect_every=1), cache=cache)
+    finally:
+        engine.detector = real
+    assert searches == ["full", "near", "near"] * 4  # 12 frames, one detection round each
+    assert set(calls) == {"full"}
+    assert [(t.first_frame, t.last_frame, t.frames) for t in mixed.tracks] == \
+        [(t.first_frame, t.last_frame, t.frames) for t in always_full.tracks]
+    assert len(mixed.tracks) == 2
+    assert mixed.params["full_detect_every"] == 3
+
+
+def test_with_no_face_tracked_every_detection_round_searches_whole_frames(tmp_path, cache):
+    clip = write_video(tmp_path / "blank.mp4", np.full((6, 120, 160, 3), 90, dtype=np.uint8), fps=10)
+    options = _options(face_detector="opencv", detect_every=1, full_detect_every=4)
+    engine = cache.get(options)
+    real = engine.detector
+    calls = []
+
+    class Recording:
+        name = real.name
+
+        def detect(self, frames):
+            calls.append("full")
+            return real.detect(frames)
+
+        def detect_near(self, frame, boxes):
+            calls.append("near")
+            return real.detect_near(frame, boxes)
+
+    engine.detector = Recording()
+    try:
+        analyze_video(clip, options=options, cache=cache)
+    finally:
+        engine.detector = real
+    assert calls == ["full"] * 6

@@ -45,3 +45,26 @@ def test_no_detection_on_plain_or_noisy_frames(detector):
     noise = np.random.default_rng(0).integers(0, 255, size=(2, 360, 640, 3), dtype=np.uint8)
     assert detector.detect(plain) == [[], []]
     assert detector.detect(noise) == [[], []]
+
+
+def test_detect_near_finds_a_tracked_face_where_a_full_search_does(detector):
+    frames = animated_frames(photos=("astronaut", "grace_hopper"), width=640, height=360, count=6)
+    first = detector.detect(frames[:1])[0]
+    for frame in frames[1:]:
+        full = detector.detect(frame[None])[0]
+        near = detector.detect_near(frame, [d.box for d in first])
+        assert len(near) == len(full) == 2
+        matched = iou_matrix(np.stack([d.box for d in near]), np.stack([d.box for d in full]))
+        assert (matched.max(axis=1) > 0.7).all()
+
+
+def test_detect_near_looks_only_near_the_given_boxes(detector):
+    frame = animated_frames(photos=("astronaut", "grace_hopper"), width=640, height=360, count=1)[0]
+    left, right = sorted(detector.detect(frame[None])[0], key=lambda d: d.box[0])
+    near = detector.detect_near(frame, [left.box])
+    assert len(near) == 1 and iou_matrix(near[0].box, left.box)[0, 0] > 0.7
+    # an empty patch of the frame, and a box hanging over the frame's edge, find nothing
+    assert detector.detect_near(frame, [np.array([0, 300, 40, 340], dtype=np.float32)]) == []
+    assert detector.detect_near(frame, [np.array([-80, -80, 2, 2], dtype=np.float32)]) == []
+    # two boxes on the same face give it once
+    assert len(detector.detect_near(frame, [right.box, right.box + 6])) == 1
