@@ -10,19 +10,14 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from shared.model.resnet import resnext50_32x4d_trunk
 
 SEED_KIND = "seed-resnext-lstm"
 PROJECT_KIND = "resnext-lstm"
 BACKBONES = ("resnext50_32x4d", "tiny")
-
-
-def _resnext_trunk() -> nn.Sequential:
-    """resnext50_32x4d's children without avgpool and fc: conv1, bn1, relu, maxpool, layer1..4."""
-    backbone = torchvision.models.resnext50_32x4d(weights=None)
-    return nn.Sequential(*list(backbone.children())[:-2])
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -36,7 +31,7 @@ def _tiny_trunk() -> nn.Sequential:
 
 def _trunk(backbone: str) -> tuple[nn.Sequential, int]:
     if backbone == "resnext50_32x4d":
-        return _resnext_trunk(), 2048
+        return resnext50_32x4d_trunk(), 2048
     if backbone == "tiny":
         return _tiny_trunk(), 64
     raise ValueError(f"unknown backbone {backbone!r}; expected one of {', '.join(BACKBONES)}")
@@ -79,7 +74,7 @@ class SeedResNeXtLSTM(_Trunked):
     def __init__(self, *, num_classes: int = 2, latent_dim: int = 2048, hidden_dim: int = 2048) -> None:
         super().__init__()
         self.feature_dim = latent_dim
-        self.model = _resnext_trunk()
+        self.model = resnext50_32x4d_trunk()
         self.lstm = nn.LSTM(latent_dim, hidden_dim, 1, bias=False)
         self.dp = nn.Dropout(0.4)
         self.linear1 = nn.Linear(hidden_dim, num_classes)

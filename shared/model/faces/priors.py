@@ -79,10 +79,8 @@ def select(
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """Per image of a batch: drop scores below the threshold, then NMS, highest score first.
 
-    boxes (N, P, 4), scores (N, P), landmarks (N, P, 5, 2) or None; one NMS call for the whole batch.
+    boxes (N, P, 4), scores (N, P), landmarks (N, P, 5, 2) or None; one NMS pass for the whole batch.
     """
-    from torchvision.ops import batched_nms
-
     image_idx, prior_idx = torch.nonzero(scores >= score_threshold, as_tuple=True)
     kept_boxes = boxes[image_idx, prior_idx].float()
     kept_scores = scores[image_idx, prior_idx].float()
@@ -93,3 +91,34 @@ def select(
         lms = landmarks[image_idx[mine], prior_idx[mine]] if landmarks is not None else None
         results.append((kept_boxes[mine], kept_scores[mine], lms))
     return results
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression within each group; indices of the kept boxes, best score first.
+
+    A box is dropped when its IoU with a better-scoring kept box of its group exceeds the threshold.
+    Groups are kept apart by shifting each group's boxes to its own region of the plane.
+    """
+    device = boxes.device
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.int64, device=device)
+    # on the CPU: the loop below reads one flag per box, which on a GPU would be one sync each
+    boxes, scores, groups = boxes.detach().cpu(), scores.detach().cpu(), groups.detach().cpu()
+    span = boxes.max() - boxes.min() + 1
+    shifted = boxes + (groups.to(boxes.dtype) * span)[:, None]
+    order = torch.argsort(scores, descending=True, stable=True)
+    shifted = shifted[order]
+    areas = (shifted[:, 2] - shifted[:, 0]).clamp(min=0) * (shifted[:, 3] - shifted[:, 1]).clamp(min=0)
+    alive = torch.ones(len(order), dtype=torch.bool)
+    kept = []
+    for i in range(len(order)):  # kept boxes are few: faces, after the score threshold
+        if not alive[i]:
+            continue
+        kept.append(i)
+        rest = shifted[i + 1 :]
+        width = (torch.minimum(rest[:, 2], shifted[i, 2]) - torch.maximum(rest[:, 0], shifted[i, 0])).clamp(min=0)
+        height = (torch.minimum(rest[:, 3], shifted[i, 3]) - torch.maximum(rest[:, 1], shifted[i, 1])).clamp(min=0)
+        inter = width * height
+        iou = inter / (areas[i] + areas[i + 1 :] - inter).clamp(min=1e-9)
+        alive[i + 1 :] &= iou <= iou_threshold
+    return order[torch.tensor(kept, dtype=torch.int64)].to(device)

@@ -64,17 +64,16 @@ class MobileNetBody(nn.Module):
 
 
 class ResNet50Body(nn.Module):
-    """torchvision's resnet50 layers up to layer4 (no pretrained download); returns layer2..layer4."""
+    """ResNet-50's stem and layer1..4 under their usual names; returns layer2..layer4's outputs."""
 
     out_channels = (512, 1024, 2048)
 
     def __init__(self) -> None:
         super().__init__()
-        from torchvision.models import resnet50
+        from shared.model.resnet import resnet_layers
 
-        trunk = resnet50(weights=None)
-        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
-            self.add_module(name, getattr(trunk, name))
+        for name, module in resnet_layers().items():
+            self.add_module(name, module)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -64,3 +64,22 @@ def test_select_keeps_overlaps_below_the_iou_threshold():
     boxes = torch.tensor([[[0, 0, 10, 10], [6, 0, 16, 10]]], dtype=torch.float32)  # IoU 4/16 = 0.25
     [(kept, _, _)] = select(boxes, torch.tensor([[0.9, 0.8]]), score_threshold=0.5, iou_threshold=0.4)
     assert kept.shape[0] == 2
+
+
+def test_own_batched_nms_keeps_what_torchvision_keeps():
+    from torchvision.ops import batched_nms as reference
+
+    from shared.model.faces.priors import batched_nms
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        count = 1 + trial * 15
+        corners = torch.rand(count, 2, generator=generator) * 200
+        sizes = torch.rand(count, 2, generator=generator) * 60 + 5
+        boxes = torch.cat([corners, corners + sizes], dim=1)
+        scores = torch.rand(count, generator=generator)
+        groups = torch.randint(0, 3, (count,), generator=generator)
+        for threshold in (0.3, 0.4, 0.7):
+            assert batched_nms(boxes, scores, groups, threshold).tolist() == \
+                reference(boxes, scores, groups, threshold).tolist()
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.4).numel() == 0
