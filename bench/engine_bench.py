@@ -103,7 +103,7 @@ def report(label: str, result: dict, wall: float, peak_mb: float) -> None:
         seconds = timings.get(stage, 0.0)
         rate = f"{frames / seconds:.0f} frames/s" if seconds > 0 else "-"
         print(f"   {stage:<11} {seconds:8.2f} s   {rate}")
-    print(f"   peak RSS {peak_mb:.0f} MB")
+    print(f"   peak RSS {peak_mb:.0f} MiB")
 
 
 def main() -> None:
@@ -145,7 +145,7 @@ def main() -> None:
     if len(args.minutes) >= 2:
         short, long = (results[(m, "auto")] for m in (min(args.minutes), max(args.minutes)))
         print(f"   peak RSS {max(args.minutes):g} min / {min(args.minutes):g} min: "
-              f"{long[2]:.0f} / {short[2]:.0f} MB = ×{long[2] / short[2]:.2f}")
+              f"{long[2]:.0f} / {short[2]:.0f} MiB = ×{long[2] / short[2]:.2f}")
 
 
 if __name__ == "__main__":

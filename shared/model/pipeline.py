@@ -33,7 +33,8 @@ CancelCheck = Callable[[], bool]
 PROGRESS_EVERY_S = 0.5
 # Decoded frames held per batch are capped by bytes, not by the CNN batch size: 32 frames of 4K
 # video would be 800 MB. The CNN still gets full batches: crops accumulate across decode batches.
-DECODE_BATCH_BYTES = 48 * 2**20
+# 24 MiB (9 frames of 720p) measured as fast as 48 here, with ~90 MiB less peak RSS.
+DECODE_BATCH_BYTES = 24 * 2**20
 
 
 @dataclass
