@@ -56,6 +56,16 @@ class LoadedEngine:
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """One decoded batch after detection, tracking and cropping: the frames themselves are gone."""
+
+    count: int  # analysed frames in the batch
+    last_index: int  # source index of its last frame
+    crops: np.ndarray | None  # (M, S, S, 3) uint8, in frame order
+    owners: list[tuple[int, int, float]]  # (track id, frame index, time) of each crop
+
+
+@dataclass(frozen=True)
 class _TrackSpan:
     first_frame: int
     last_frame: int
@@ -177,19 +187,21 @@ class _Run:
         decode_batch = max(1, min(self.options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
         reader = VideoReader(self.path, batch_size=decode_batch, frame_stride=self.options.frame_stride,
                              info=self.info)
-        # Decoding and face detection/tracking run in a background thread, one bounded queue ahead
-        # of crops, the CNN and the windows in this one.
-        batches = Prefetcher(self._tracked_batches(reader), depth=2)
+        # Decoding, face detection/tracking and cropping run in a background thread; only the small
+        # crops queue up for the CNN and the windows in this one, so the queue can hold two CNN
+        # batches (the CNN never waits for a half-decoded batch) at a few MB.
         self.crop_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="crop")
+        depth = max(2, -(-2 * self.options.batch_size // decode_batch))
+        batches = Prefetcher(self._prepared_batches(reader), depth=depth)
         try:
-            for batch, tracked in batches:
+            for prepared in batches:
                 self._check_cancel()
-                self._process_batch(batch, tracked)
+                self._process_batch(prepared)
                 self._report_progress(final=False)
         finally:
             batches.close()
             self.crop_pool.shutdown(wait=True)
-            self.timings["decode_s"] = batches.busy_s - self.timings["detect_s"]
+            self.timings["decode_s"] = batches.busy_s - self.timings["detect_s"] - self.timings["crop_s"]
             reader.close()
         if self.frames_analyzed == 0:
             raise NoDecodableFramesError(f"no frame of {self.path.name} could be decoded")
@@ -202,23 +214,23 @@ class _Run:
         if self.should_cancel is not None and self.should_cancel():
             raise AnalysisCancelled("the analysis was cancelled")
 
-    def _tracked_batches(self, reader) -> Iterator[tuple[FrameBatch, list[list]]]:
-        """Decoded batches with each frame's tracked face boxes (runs in the prefetch thread)."""
+    def _prepared_batches(self, reader) -> Iterator[_Prepared]:
+        """Decoded batches, tracked and cropped (runs in the prefetch thread)."""
         position = 0
         for batch in reader:
             tracked = self._track(batch, first_position=position)
             position += len(batch)
-            yield batch, tracked
+            start = time.perf_counter()
+            crops, owners = self._crop(batch, tracked)
+            self.timings["crop_s"] += time.perf_counter() - start
+            yield _Prepared(count=len(batch), last_index=int(batch.indices[-1]), crops=crops, owners=owners)
 
-    def _process_batch(self, batch: FrameBatch, tracked: list[list]) -> None:
-        start = time.perf_counter()
-        crops, owners = self._crop(batch, tracked)
-        self.timings["crop_s"] += time.perf_counter() - start
-        if crops is not None:
-            self.pending_crops.append((crops, owners))
-            self.pending_count += len(owners)
-        self.frames_analyzed += len(batch)
-        self.last_index = int(batch.indices[-1])
+    def _process_batch(self, prepared: _Prepared) -> None:
+        if prepared.crops is not None:
+            self.pending_crops.append((prepared.crops, prepared.owners))
+            self.pending_count += len(prepared.owners)
+        self.frames_analyzed += prepared.count
+        self.last_index = prepared.last_index
         if self.pending_count >= self.options.batch_size:
             self._embed_pending()
 
