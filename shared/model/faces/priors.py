@@ -8,11 +8,15 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 STEPS = (8, 16, 32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCES = (0.1, 0.2)
+# At most this many candidates per image go into NMS, the best-scoring: a real face yields a few
+# dozen overlapping candidates, and the cap bounds the cost on frames (or weights) that yield many.
+MAX_CANDIDATES = 5000
 
 
 def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
@@ -81,7 +85,12 @@ def select(
 
     boxes (N, P, 4), scores (N, P), landmarks (N, P, 5, 2) or None; one NMS pass for the whole batch.
     """
-    image_idx, prior_idx = torch.nonzero(scores >= score_threshold, as_tuple=True)
+    passing = scores >= score_threshold
+    counts = passing.sum(dim=1)
+    if counts.numel() and int(counts.max()) > MAX_CANDIDATES:
+        floor = scores.topk(MAX_CANDIDATES, dim=1).values[:, -1:]
+        passing &= scores >= floor
+    image_idx, prior_idx = torch.nonzero(passing, as_tuple=True)
     kept_boxes = boxes[image_idx, prior_idx].float()
     kept_scores = scores[image_idx, prior_idx].float()
     keep = batched_nms(kept_boxes, kept_scores, image_idx, iou_threshold)
@@ -97,28 +106,29 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
     """Greedy non-maximum suppression within each group; indices of the kept boxes, best score first.
 
     A box is dropped when its IoU with a better-scoring kept box of its group exceeds the threshold.
-    Groups are kept apart by shifting each group's boxes to its own region of the plane.
+    Groups are kept apart by shifting each group's boxes to its own region of the plane. Runs in
+    numpy on the CPU: the loop reads one flag per box, which on a GPU would be one sync each.
     """
     device = boxes.device
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=device)
-    # on the CPU: the loop below reads one flag per box, which on a GPU would be one sync each
-    boxes, scores, groups = boxes.detach().cpu(), scores.detach().cpu(), groups.detach().cpu()
-    span = boxes.max() - boxes.min() + 1
-    shifted = boxes + (groups.to(boxes.dtype) * span)[:, None]
-    order = torch.argsort(scores, descending=True, stable=True)
-    shifted = shifted[order]
-    areas = (shifted[:, 2] - shifted[:, 0]).clamp(min=0) * (shifted[:, 3] - shifted[:, 1]).clamp(min=0)
-    alive = torch.ones(len(order), dtype=torch.bool)
+    b = boxes.detach().float().cpu().numpy().astype(np.float64)
+    s = scores.detach().float().cpu().numpy()
+    g = groups.detach().cpu().numpy().astype(np.float64)
+    b = b + (g * (b.max() - b.min() + 1))[:, None]
+    order = np.argsort(-s, kind="stable")
+    b = b[order]
+    areas = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    alive = np.ones(len(order), dtype=bool)
     kept = []
-    for i in range(len(order)):  # kept boxes are few: faces, after the score threshold
+    for i in range(len(order)):
         if not alive[i]:
             continue
         kept.append(i)
-        rest = shifted[i + 1 :]
-        width = (torch.minimum(rest[:, 2], shifted[i, 2]) - torch.maximum(rest[:, 0], shifted[i, 0])).clamp(min=0)
-        height = (torch.minimum(rest[:, 3], shifted[i, 3]) - torch.maximum(rest[:, 1], shifted[i, 1])).clamp(min=0)
+        rest = b[i + 1 :]
+        width = np.clip(np.minimum(rest[:, 2], b[i, 2]) - np.maximum(rest[:, 0], b[i, 0]), 0, None)
+        height = np.clip(np.minimum(rest[:, 3], b[i, 3]) - np.maximum(rest[:, 1], b[i, 1]), 0, None)
         inter = width * height
-        iou = inter / (areas[i] + areas[i + 1 :] - inter).clamp(min=1e-9)
+        iou = inter / np.maximum(areas[i] + areas[i + 1 :] - inter, 1e-9)
         alive[i + 1 :] &= iou <= iou_threshold
-    return order[torch.tensor(kept, dtype=torch.int64)].to(device)
+    return torch.from_numpy(order[kept].astype(np.int64)).to(device)

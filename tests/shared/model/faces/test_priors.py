@@ -83,3 +83,15 @@ def test_own_batched_nms_keeps_what_torchvision_keeps():
             assert batched_nms(boxes, scores, groups, threshold).tolist() == \
                 reference(boxes, scores, groups, threshold).tolist()
     assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.4).numel() == 0
+
+
+def test_at_most_max_candidates_per_image_reach_nms_best_first():
+    from shared.model.faces.priors import MAX_CANDIDATES
+
+    count = MAX_CANDIDATES + 500
+    x = torch.arange(count, dtype=torch.float32)[:, None] * 10  # disjoint boxes: NMS keeps them all
+    boxes = torch.cat([x, torch.zeros(count, 1), x + 5, torch.full((count, 1), 5.0)], dim=1)[None]
+    scores = torch.linspace(0.7, 0.99, count)[None]
+    [(kept_boxes, kept_scores, _)] = select(boxes, scores, score_threshold=0.6)
+    assert len(kept_scores) == MAX_CANDIDATES
+    assert kept_scores.min() >= scores[0, -MAX_CANDIDATES]
