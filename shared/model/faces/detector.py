@@ -108,7 +108,15 @@ def _retinaface(found: tuple[Path, KnownWeights | None, str], *, device: str, ma
     path, entry, backbone = found
     loaded = load_detector_weights(path, backbone=backbone, entry=entry, registry=registry)
     return RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, device=device,
-                              max_side=max_side, score_threshold=score_threshold)
+                              max_side=max_side, score_threshold=score_threshold,
+                              backend=detector_backend(device))
+
+
+def detector_backend(device: str) -> str:
+    """OpenVINO on the CPU where installed (~3× PyTorch's speed for MobileNet0.25 here), else torch."""
+    from shared.model.runtime.openvino_backend import openvino_available
+
+    return "openvino" if device == "cpu" and openvino_available() else "torch"
 
 
 def _haar(max_side: int) -> FaceDetector:

@@ -158,3 +158,53 @@ def test_boxes_are_mapped_back_to_frame_coordinates():
 def test_small_frames_are_not_enlarged():
     assert detection_size(240, 320, 640) == (240, 320)
     assert detection_size(1080, 1920, 640) == (360, 640)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])
+def test_openvino_backend_gives_the_networks_outputs_and_the_same_detections(backbone, resnet50):
+    net = resnet50 if backbone == "resnet50" else random_retinaface("mobilenet0.25", seed=4)
+    options = dict(normalisation=NORMALISATION["pytorch-retinaface"], max_side=160, score_threshold=0.5)
+    reference = RetinaFaceDetector(net, **options)
+    compiled = RetinaFaceDetector(net, backend="openvino", **options)
+    for height, width in ((64, 96), (96, 64)):  # one compiled network per frame size
+        x = torch.linspace(-1, 1, 2 * 3 * height * width).reshape(2, 3, height, width)
+        with torch.inference_mode():
+            expected = net.eval()(x)
+        for got, want in zip(compiled._forward(x), expected):
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    if backbone == "resnet50":
+        return  # random ResNet50 weights fire on thousands of priors: NMS near-ties make the kept set fragile
+    frames = _frames(3)
+    together = list(zip(reference.detect(frames), compiled.detect(frames)))
+    assert sum(len(a) for a, _ in together) > 0, "random weights should fire somewhere at threshold 0.5"
+    for want, got in together:
+        assert len(got) == len(want)
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(a.box, b.box, atol=1e-2)
+            assert abs(a.score - b.score) < 1e-4
+
+
+def test_openvino_backend_is_cpu_only_and_backends_are_named():
+    net = random_retinaface("mobilenet0.25", seed=4)
+    with pytest.raises(ValueError, match="CPU only"):
+        RetinaFaceDetector(net, normalisation=NORMALISATION["pytorch-retinaface"], device="meta", backend="openvino")
+    with pytest.raises(ValueError, match="unknown RetinaFace backend"):
+        RetinaFaceDetector(net, normalisation=NORMALISATION["pytorch-retinaface"], backend="onnx")
+
+
+@pytest.mark.parametrize("family", sorted(NORMALISATION))
+@pytest.mark.parametrize("shape", [(2, 90, 160), (2, 720, 1280)])
+def test_cpu_preparation_matches_the_normalisation_formula(family, shape):
+    import cv2
+
+    norm = NORMALISATION[family]
+    detector = RetinaFaceDetector(random_retinaface("mobilenet0.25", seed=4), normalisation=norm, max_side=640)
+    frames = np.random.default_rng(0).integers(0, 255, size=(*shape, 3), dtype=np.uint8)
+    size = detection_size(shape[1], shape[2], 640)
+    batch = detector._prepare(frames, size)
+    resized = np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames])
+    pixels = resized[..., ::-1] if norm.channels == "BGR" else resized
+    expected = (pixels.astype(np.float64) * norm.scale - np.array(norm.mean)) / np.array(norm.std)
+    assert tuple(batch.shape) == (shape[0], 3, *size)
+    np.testing.assert_allclose(batch.numpy(), expected.transpose(0, 3, 1, 2), atol=1e-4)

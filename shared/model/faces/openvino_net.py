@@ -1,0 +1,57 @@
+"""RetinaFace's network compiled with OpenVINO for the CPU (fp32): ~3× PyTorch's speed here.
+
+PyTorch's CPU depthwise convolutions are slow; MobileNet0.25 is mostly depthwise convolutions.
+The network is traced once with a dynamic batch and frame size, and compiled once per detection
+size (a video keeps its size), with the few most recent sizes kept.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from shared.model.faces.retinaface import RetinaFace
+
+KEEP_SIZES = 4
+
+
+class OpenVINORetinaFace:
+    """Callable like the torch network: (N, 3, H, W) float32 → (box offsets, class logits, landmark offsets)."""
+
+    backend = "openvino"
+
+    def __init__(self, net: RetinaFace) -> None:
+        import openvino as ov
+
+        self._core = ov.Core()
+        example = torch.zeros(1, 3, 320, 320)
+        # Traced (~4 s here): torch.export with a dynamic frame size took ~27 s for the same graph.
+        # Tracing is deprecated in favour of export; its warnings say so on every load.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.trace")
+            self._model = ov.convert_model(net.eval(), example_input=example, input=[-1, 3, -1, -1])
+        self._compiled: OrderedDict[tuple[int, int], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _for_size(self, height: int, width: int):
+        key = (height, width)
+        with self._lock:
+            if key in self._compiled:
+                self._compiled.move_to_end(key)
+                return self._compiled[key]
+            model = self._model.clone()
+            model.reshape([-1, 3, height, width])  # static frame size: measured ~20 % faster than dynamic
+            compiled = self._core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                               "INFERENCE_PRECISION_HINT": "f32"})
+            self._compiled[key] = compiled
+            while len(self._compiled) > KEEP_SIZES:
+                self._compiled.popitem(last=False)
+            return compiled
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        compiled = self._for_size(int(batch.shape[2]), int(batch.shape[3]))
+        outputs = compiled(np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32))
+        return tuple(torch.from_numpy(np.array(outputs[i])) for i in range(3))  # type: ignore[return-value]
