@@ -106,6 +106,15 @@ def report(label: str, result: dict, wall: float, peak_mb: float) -> None:
     print(f"   peak RSS {peak_mb:.0f} MiB")
 
 
+def _vector_features() -> str:
+    """The CPU's vector extensions that decide int8/bf16 speed (VNNI and AMX roughly double int8)."""
+    from shared.model.runtime.devices import cpu_features
+
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    found = [f for f in wanted if f in cpu_features()]
+    return "vector extensions: " + (", ".join(found) or "none of " + ", ".join(wanted))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
@@ -123,7 +132,8 @@ def main() -> None:
     weights_dir = args.workdir / "weights"
     make_weights(weights_dir, sequence_length=args.sequence_length)
     common = ["--device", args.device, "--sequence-length", str(args.sequence_length), *args.extra]
-    print(f"CPU: {os.cpu_count()} logical cores; clips {width}x{args.height} h264 30 fps, {args.faces} face(s)")
+    print(f"CPU: {os.cpu_count()} logical cores, {_vector_features()}; "
+          f"clips {width}x{args.height} h264 30 fps, {args.faces} face(s)")
 
     results: dict[tuple[float, str], tuple[dict, float, float]] = {}
     for minutes in args.minutes:
