@@ -45,13 +45,21 @@ class Reaper:
         self._engine.dispose()
 
     def reap_once(self) -> list[str]:
-        """Requeue or fail the stale jobs now; re-send the requeued ones. Returns their ids."""
+        """Requeue or fail the stale jobs now; re-send the requeued ones. Returns their ids.
+
+        The tasks are sent before the requeue commits: if the broker refuses one, nothing is
+        committed and the jobs stay stale-running for the next pass, instead of sitting queued
+        with no task to run them. A task sent for a job whose requeue then did not commit is still
+        honoured: a worker claims a stale running job as it would a queued one.
+        """
         with self._sessions() as session:
             requeued = jobs.reap_stale_jobs(session=session, stale_after_s=self.settings.heartbeat_timeout_s,
-                                            max_attempts=self.settings.job_max_attempts)
+                                            max_attempts=self.settings.job_max_attempts, commit=False)
+            for job_id in requeued:
+                self.app.send_task(ANALYZE_TASK, args=[job_id], queue=self.settings.worker_queues[0])
+            session.commit()
         for job_id in requeued:
             log.warning("job %s: its worker stopped responding; requeued", job_id)
-            self.app.send_task(ANALYZE_TASK, args=[job_id], queue=self.settings.worker_queues[0])
         return requeued
 
     def _loop(self) -> None:

@@ -11,7 +11,6 @@ from worker.runner import TransientError, run_job
 from worker.context import worker_context
 
 log = logging.getLogger(__name__)
-MAX_RETRIES = 5
 RETRY_BASE_S = 2.0
 RETRY_CAP_S = 60.0
 
@@ -19,15 +18,16 @@ RETRY_CAP_S = 60.0
 def register(app: Celery) -> None:
     """Add the service's tasks to `app` under their stable names."""
 
-    @app.task(name=ANALYZE_TASK, bind=True, max_retries=MAX_RETRIES)
+    # No retry limit: a transient error means the database or broker is unreachable, and giving
+    # up would leave the job queued with no task to run it. The backoff is capped at a minute.
+    @app.task(name=ANALYZE_TASK, bind=True, max_retries=None)
     def analyze_job(self: Task, job_id: str) -> str:
         try:
             return run_job(job_id, context=worker_context(self.app.deepfake_settings)).value
         except TransientError as exc:
-            if self.request.retries >= self.max_retries:
-                raise
-            log.warning("job %s: %s; retrying", job_id, exc)
-            raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries))
+            delay = retry_delay_s(self.request.retries)
+            log.warning("job %s: %s; retry %d in %.0f s", job_id, exc, self.request.retries + 1, delay)
+            raise self.retry(exc=exc, countdown=delay)
 
 
 def retry_delay_s(retries: int) -> float:

@@ -292,10 +292,11 @@ def release_job(*, session: Session, job_id: str, attempt: int) -> bool:
     return done
 
 
-def reap_stale_jobs(*, session: Session, stale_after_s: float, max_attempts: int) -> list[str]:
+def reap_stale_jobs(*, session: Session, stale_after_s: float, max_attempts: int, commit: bool = True) -> list[str]:
     """Running jobs whose heartbeat stopped: requeue those with attempts left (status → queued;
     the caller must send their task again) and fail the others with `worker_lost`; a lost job
-    whose cancellation was requested is cancelled. Commits.
+    whose cancellation was requested is cancelled. Commits unless `commit` is False: then the
+    caller sends the tasks first and commits after, so a failed send leaves the jobs to reap again.
 
     Returns the ids requeued by this call; concurrent reapers never requeue the same job twice.
     """
@@ -310,7 +311,8 @@ def reap_stale_jobs(*, session: Session, stale_after_s: float, max_attempts: int
         guard = and_(Job.id == job_id, stale, Job.attempts == attempts)
         if _update(session, guard, status=JobStatus.QUEUED.value, worker=None, heartbeat_at=None, updated_at=now):
             requeued.append(job_id)
-    session.commit()
+    if commit:
+        session.commit()
     return requeued
 
 

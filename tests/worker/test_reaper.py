@@ -1,0 +1,66 @@
+"""The reaper against the real database and Redis: a requeue commits only with its task sent."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import redis
+from sqlalchemy import update
+
+from cli.service import free_port
+from shared.db import jobs
+from shared.db.models import Job, utcnow
+from worker.celery_app import make_celery
+from worker.reaper import Reaper
+
+
+def _stale_running_job(db_session_factory, queue_job) -> str:
+    job_id = queue_job(None)
+    with db_session_factory() as session:
+        assert jobs.claim_job(session=session, job_id=job_id, worker="lost-worker", stale_after_s=60, max_attempts=3)
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+        session.commit()
+    return job_id
+
+
+def _status(db_session_factory, job_id: str) -> str:
+    with db_session_factory() as session:
+        return session.get(Job, job_id).status
+
+
+def _queued_job_ids(redis_url: str, queue: str) -> list[str]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return [json.loads(json.loads(raw)["headers"]["argsrepr"].replace("'", '"'))[0]
+                for raw in client.lrange(queue, 0, -1)]
+    finally:
+        client.close()
+
+
+def test_a_requeue_whose_task_cannot_be_sent_stays_stale_and_is_sent_on_the_next_pass(
+        worker_settings, db_session_factory, queue_job, redis_url, task_queue):
+    job_id = _stale_running_job(db_session_factory, queue_job)
+    nowhere = replace(worker_settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    broken = make_celery(nowhere)
+    broken.conf.update(broker_connection_timeout=0.5, broker_connection_retry=False, broker_connection_max_retries=0,
+                       task_publish_retry=False)
+    try:
+        Reaper(broken, nowhere, interval_s=60).reap_once()
+    except Exception as exc:  # the broker's connection error, whichever kombu raises
+        assert "refused" in str(exc).lower() or "connect" in str(exc).lower(), exc
+    else:
+        raise AssertionError("sending to a closed port should fail")
+    assert _status(db_session_factory, job_id) == "running"  # not queued without a task
+    assert _queued_job_ids(redis_url, task_queue) == []
+
+    requeued = Reaper(make_celery(worker_settings), worker_settings, interval_s=60).reap_once()
+    assert requeued == [job_id]
+    assert _status(db_session_factory, job_id) == "queued"
+    assert _queued_job_ids(redis_url, task_queue) == [job_id]
+
+
+def test_transient_errors_are_retried_without_a_limit(worker_settings):
+    from worker.celery_app import ANALYZE_TASK
+
+    assert make_celery(worker_settings).tasks[ANALYZE_TASK].max_retries is None
