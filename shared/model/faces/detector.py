@@ -107,9 +107,21 @@ def _retinaface(found: tuple[Path, KnownWeights | None, str], *, device: str, ma
 
     path, entry, backbone = found
     loaded = load_detector_weights(path, backbone=backbone, entry=entry, registry=registry)
+    backend = detector_backend(device)
     return RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, device=device,
-                              max_side=max_side, score_threshold=score_threshold,
-                              backend=detector_backend(device))
+                              max_side=max_side, score_threshold=score_threshold, backend=backend,
+                              ir_path=_ir_path(path, backbone) if backend == "openvino" else None)
+
+
+IR_VERSION = "v1"  # bump when the traced graph changes, so stale cached IRs are not read
+
+
+def _ir_path(weights: Path, backbone: str) -> Path:
+    """Where the OpenVINO form of these detector weights is cached: beside them, keyed by content."""
+    from shared.files import sha256_file
+
+    digest = sha256_file(weights)[:16]
+    return Path(weights).parent / ".openvino-cache" / f"{digest}-retinaface-{backbone}-{IR_VERSION}.xml"
 
 
 def detector_backend(device: str) -> str:

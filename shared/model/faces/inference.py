@@ -1,6 +1,8 @@
 """Batched RetinaFace detection on CPU or CUDA at a bounded resolution, boxes in frame coordinates."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,8 +33,10 @@ class RetinaFaceDetector:
         iou_threshold: float = 0.4,
         batch_size: int = 16,
         backend: str = "torch",
+        ir_path: Path | None = None,
     ) -> None:
-        """`backend` "openvino" (CPU only) runs the network compiled by OpenVINO, "torch" as it is."""
+        """`backend` "openvino" (CPU only) runs the network compiled by OpenVINO, "torch" as it is;
+        `ir_path` caches OpenVINO's form of the network there."""
         self.device = torch.device(device)
         if backend not in ("torch", "openvino"):
             raise ValueError(f"unknown RetinaFace backend {backend!r}; expected torch or openvino")
@@ -46,7 +50,7 @@ class RetinaFaceDetector:
         if backend == "openvino":
             from shared.model.faces.openvino_net import OpenVINORetinaFace
 
-            self._forward = OpenVINORetinaFace(self.net)
+            self._forward = OpenVINORetinaFace(self.net, ir_path=ir_path)
         self.name = f"retinaface-{net.backbone}"
         self.normalisation = normalisation
         self.max_side = max_side

@@ -1,14 +1,16 @@
 """RetinaFace's network compiled with OpenVINO for the CPU (fp32): ~3× PyTorch's speed here.
 
 PyTorch's CPU depthwise convolutions are slow; MobileNet0.25 is mostly depthwise convolutions.
-The network is traced once with a dynamic batch and frame size, and compiled once per detection
-size (a video keeps its size), with the few most recent sizes kept.
+The network is traced once with a dynamic batch and frame size (~4 s; the IR is cached on disk
+when a path is given, so later processes read it in a fraction of a second), and compiled once
+per detection size (a video keeps its size), with the few most recent sizes kept.
 """
 from __future__ import annotations
 
 import threading
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,16 +25,13 @@ class OpenVINORetinaFace:
 
     backend = "openvino"
 
-    def __init__(self, net: RetinaFace) -> None:
+    def __init__(self, net: RetinaFace, *, ir_path: Path | None = None) -> None:
         import openvino as ov
 
+        from shared.model.runtime.openvino_backend import cached_ir
+
         self._core = ov.Core()
-        example = torch.zeros(1, 3, 320, 320)
-        # Traced (~4 s here): torch.export with a dynamic frame size took ~27 s for the same graph.
-        # Tracing is deprecated in favour of export; its warnings say so on every load.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.trace")
-            self._model = ov.convert_model(net.eval(), example_input=example, input=[-1, 3, -1, -1])
+        self._model = cached_ir(ir_path, lambda: _convert(net))
         self._compiled: OrderedDict[tuple[int, int], object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -55,3 +54,15 @@ class OpenVINORetinaFace:
         compiled = self._for_size(int(batch.shape[2]), int(batch.shape[3]))
         outputs = compiled(np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32))
         return tuple(torch.from_numpy(np.array(outputs[i])) for i in range(3))  # type: ignore[return-value]
+
+
+def _convert(net: RetinaFace):
+    """Trace `net` into an OpenVINO model with a dynamic batch and frame size."""
+    import openvino as ov
+
+    example = torch.zeros(1, 3, 320, 320)
+    # Traced (~4 s here): torch.export with a dynamic frame size took ~27 s for the same graph.
+    # Tracing is deprecated in favour of export; its warnings say so on every load.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.trace")
+        return ov.convert_model(net.eval(), example_input=example, input=[-1, 3, -1, -1])

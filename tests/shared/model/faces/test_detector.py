@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from shared.model.errors import InvalidOptionsError, WeightsNotFoundError
 from shared.model.faces import build_face_detector, default_backbone
@@ -63,3 +64,15 @@ def test_cuda_default_falls_back_to_the_backbone_present(tmp_path):
     assert backbone == "mobilenet0.25" and entry.name == "retinaface-mobilenet0.25"
     with pytest.raises(WeightsNotFoundError, match="Resnet50_Final.pth"):
         build_face_detector(kind="retinaface", backbone="resnet50", weights_dir=tmp_path)
+
+
+def test_the_openvino_form_of_the_detector_is_cached_beside_its_weights(tmp_path):
+    save_pytorch_retinaface(random_retinaface("mobilenet0.25", seed=4), tmp_path / "mobilenet0.25_Final.pth")
+    first, _ = build_face_detector(kind="retinaface", device="cpu", weights_dir=tmp_path, max_side=160)
+    [cached] = (tmp_path / ".openvino-cache").glob("*-retinaface-mobilenet0.25-*.xml")
+    second, _ = build_face_detector(kind="retinaface", device="cpu", weights_dir=tmp_path, max_side=160)
+    assert list((tmp_path / ".openvino-cache").glob("*.xml")) == [cached]
+    frames = np.random.default_rng(0).integers(0, 255, size=(2, 90, 160, 3), dtype=np.uint8)
+    x = first._prepare(frames, (90, 160))
+    for a, b in zip(first._forward(x), second._forward(x)):
+        assert torch.equal(a, b)
