@@ -58,19 +58,30 @@ def make_weights(weights_dir: Path, *, sequence_length: int) -> None:
         torch.save(SeedResNeXtLSTM().state_dict(), path)
 
 
-def run_analyze(video: Path, *, weights_dir: Path, extra: list[str]) -> tuple[dict, float, float]:
-    """Returns (result JSON, wall seconds, peak RSS in MB) of one `deepfake analyze` process."""
+def _anonymous_bytes(pid: int) -> int:
+    """The process's resident anonymous memory (heap, buffers): unlike RSS, it does not depend on
+    how much of the shared libraries the page cache happens to map in (fault-around)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_analyze(video: Path, *, weights_dir: Path, extra: list[str]) -> tuple[dict, float, float, float]:
+    """(result JSON, wall seconds, peak RSS MiB, peak anonymous MiB) of one `deepfake analyze` process."""
     env = dict(os.environ, WEIGHTS_DIR=str(weights_dir))
     cmd = [sys.executable, "-m", "cli", "analyze", str(video), "--json", *extra]
     start = time.perf_counter()
     # Output goes to files, not pipes: a long video's JSON outgrows a pipe's buffer while we poll.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = psutil.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err)
-        peak = 0
+        peak = peak_anon = 0
         while process.poll() is None:
             try:
                 peak = max(peak, process.memory_info().rss)
-            except psutil.NoSuchProcess:
+                peak_anon = max(peak_anon, _anonymous_bytes(process.pid))
+            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
                 break
             time.sleep(0.2)
         wall = time.perf_counter() - start
@@ -79,7 +90,7 @@ def run_analyze(video: Path, *, weights_dir: Path, extra: list[str]) -> tuple[di
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise SystemExit(f"analyze failed ({process.returncode}): {stderr.decode()[-2000:]}")
-    return json.loads(stdout), wall, peak / 2**20
+    return json.loads(stdout), wall, peak / 2**20, peak_anon / 2**20
 
 
 def max_delta(a: dict, b: dict) -> float:
@@ -88,7 +99,7 @@ def max_delta(a: dict, b: dict) -> float:
     return max(deltas) if deltas else float("nan")
 
 
-def report(label: str, result: dict, wall: float, peak_mb: float) -> None:
+def report(label: str, result: dict, wall: float, peak_mb: float, peak_anon_mb: float) -> None:
     frames = result["frames_analyzed"]
     timings = result["timings"]
     params = result["params"]
@@ -103,7 +114,7 @@ def report(label: str, result: dict, wall: float, peak_mb: float) -> None:
         seconds = timings.get(stage, 0.0)
         rate = f"{frames / seconds:.0f} frames/s" if seconds > 0 else "-"
         print(f"   {stage:<11} {seconds:8.2f} s   {rate}")
-    print(f"   peak RSS {peak_mb:.0f} MiB")
+    print(f"   peak RSS {peak_mb:.0f} MiB, of which anonymous (heap, buffers) {peak_anon_mb:.0f} MiB")
 
 
 def _vector_features() -> str:
@@ -155,7 +166,8 @@ def main() -> None:
     if len(args.minutes) >= 2:
         short, long = (results[(m, "auto")] for m in (min(args.minutes), max(args.minutes)))
         print(f"   peak RSS {max(args.minutes):g} min / {min(args.minutes):g} min: "
-              f"{long[2]:.0f} / {short[2]:.0f} MiB = ×{long[2] / short[2]:.2f}")
+              f"{long[2]:.0f} / {short[2]:.0f} MiB = ×{long[2] / short[2]:.2f}; anonymous "
+              f"{long[3]:.0f} / {short[3]:.0f} MiB = ×{long[3] / short[3]:.2f}")
 
 
 if __name__ == "__main__":
