@@ -62,36 +62,57 @@ def _get_json(url: str) -> dict | None:
     return response.json() if response.ok else None
 
 
-@pytest.mark.slow
-def test_serve_runs_a_job_end_to_end_with_embedded_redis_and_sqlite_then_stops_cleanly(tmp_path):
-    write_seed_checkpoint(tmp_path / "weights")
-    clip = make_face_clip(tmp_path / "face.mp4", width=160, height=120)
+def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """`deepfake serve` with one worker on a fresh machine's environment, once it is ready."""
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")
     serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "1"],
                              cwd=REPO_ROOT, env=_bare_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
-    base, children = f"http://127.0.0.1:{port}", []
+    base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get_json(f"{base}/readyz"), timeout=60, what="serve to become ready")
+    except BaseException:
+        _stop_serve(serve)
+        raise
+    return serve, base
+
+
+def _stop_serve(serve: subprocess.Popen) -> int:
+    """Ctrl-C, as a person would; returns serve's exit status (and kills what it left, if anything)."""
+    serve.send_signal(signal.SIGINT)
+    code = serve.wait(timeout=60) if serve.poll() is None else serve.returncode
+    stop_process_group(serve, sig=signal.SIGKILL)
+    return code
+
+
+def _run_job(base: str, clip: Path) -> dict:
+    """Upload `clip` with fast settings and poll until the job ends; returns the job."""
+    with open(clip, "rb") as video:
+        response = requests.post(f"{base}/api/v1/jobs", timeout=30, files={"video": ("face.mp4", video, "video/mp4")},
+                                 data={"sequence_length": "8", "face_detector": "none", "precision": "fp32"})
+    assert response.status_code == 202, response.text
+    job_url = f"{base}/api/v1/jobs/{response.json()['id']}"
+    return wait_for(lambda: (lambda j: j if j and j["status"] in TERMINAL else None)(_get_json(job_url)),
+                    timeout=150, what="the job to finish")
+
+
+@pytest.mark.slow
+def test_serve_runs_a_job_end_to_end_with_embedded_redis_and_sqlite_then_stops_cleanly(tmp_path):
+    write_seed_checkpoint(tmp_path / "weights")
+    clip = make_face_clip(tmp_path / "face.mp4", width=160, height=120)
+    serve, children = None, []
+    try:
+        serve, base = _start_serve(tmp_path)
         children = psutil.Process(serve.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)
         assert "redis-server" in names and "worker" in names
-        with open(clip, "rb") as video:
-            response = requests.post(f"{base}/api/v1/jobs", timeout=30,
-                                     files={"video": ("face.mp4", video, "video/mp4")},
-                                     data={"sequence_length": "8", "face_detector": "none", "precision": "fp32"})
-        assert response.status_code == 202, response.text
-        job_url = f"{base}/api/v1/jobs/{response.json()['id']}"
-        job = wait_for(lambda: (lambda j: j if j and j["status"] in TERMINAL else None)(_get_json(job_url)),
-                       timeout=150, what="the job to finish")
+        job = _run_job(base, clip)
         assert job["status"] == "succeeded", job
         assert job["result"]["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE")
         assert (tmp_path / "var" / "deepfake.db").is_file()
     finally:
-        serve.send_signal(signal.SIGINT)
-        code = serve.wait(timeout=60) if serve.poll() is None else serve.returncode
-        stop_process_group(serve, sig=signal.SIGKILL)
+        code = _stop_serve(serve) if serve is not None else None
     assert code == 0, (tmp_path / "serve.log").read_text()
     still_running = [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     assert still_running == []
@@ -112,32 +133,18 @@ def _worker_processes(serve_pid: int) -> list[psutil.Process]:
 def test_serve_restarts_a_worker_that_dies_and_the_next_job_runs(tmp_path):
     write_seed_checkpoint(tmp_path / "weights")
     clip = make_face_clip(tmp_path / "face.mp4", width=160, height=120)
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "1"],
-                             cwd=REPO_ROOT, env=_bare_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    serve = None
     try:
-        wait_for(lambda: _get_json(f"{base}/readyz"), timeout=60, what="serve to become ready")
+        serve, base = _start_serve(tmp_path)
         [first] = wait_for(lambda: _worker_processes(serve.pid) or None, timeout=30, what="the worker")
         os.killpg(first.pid, signal.SIGKILL)  # as the kernel's OOM killer would
         [second] = wait_for(lambda: [p for p in _worker_processes(serve.pid) if p.pid != first.pid] or None,
                             timeout=30, what="a restarted worker")
         assert second.pid != first.pid
-        with open(clip, "rb") as video:
-            response = requests.post(f"{base}/api/v1/jobs", timeout=30,
-                                     files={"video": ("face.mp4", video, "video/mp4")},
-                                     data={"sequence_length": "8", "face_detector": "none", "precision": "fp32"})
-        assert response.status_code == 202, response.text
-        job_url = f"{base}/api/v1/jobs/{response.json()['id']}"
-        job = wait_for(lambda: (lambda j: j if j and j["status"] in TERMINAL else None)(_get_json(job_url)),
-                       timeout=150, what="the job to finish")
+        job = _run_job(base, clip)
         assert job["status"] == "succeeded", job
     finally:
-        serve.send_signal(signal.SIGINT)
-        code = serve.wait(timeout=60) if serve.poll() is None else serve.returncode
-        stop_process_group(serve, sig=signal.SIGKILL)
+        code = _stop_serve(serve) if serve is not None else None
     output = (tmp_path / "serve.log").read_text()
     assert code == 0, output
     assert "worker 0 exited with code -9; restarting it" in output

@@ -1,11 +1,14 @@
 """The whole-video pipeline on real clips, against an independent computation of the windows."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import pytest
 import torch
 
-from shared.model.errors import AnalysisCancelled, NotAVideoError
+from shared.errors import AnalysisCancelled, NotAVideoError
 from shared.model.pipeline import EngineCache, analyze_video
 from shared.options import AnalysisOptions
 from shared.settings import Settings
@@ -184,36 +187,41 @@ def test_tracks_without_one_confident_detection_are_ignored(two_faces, cache):
     assert {a.track_id for a in result.artifacts} == {result.tracks[0].id}
 
 
-def test_between_full_searches_the_detector_looks_only_near_tracked_faces(two_faces, cache):
-    options = _options(face_detector="opencv", detect_every=1, full_detect_every=3)
-    engine = cache.get(options)
+class _Recording:
+    """The engine's real detector, recording which kind of search each detection round ran."""
+
+    def __init__(self, real) -> None:
+        self.real, self.name, self.calls = real, real.name, []
+
+    def detect(self, frames):
+        self.calls.append("full")
+        return self.real.detect(frames)
+
+    def detect_near(self, frame, boxes):
+        self.calls.append("near")
+        return self.real.detect_near(frame, boxes)
+
+
+@contextmanager
+def _recording_detector(engine) -> Iterator[_Recording]:
     real = engine.detector
-    calls = []
-
-    class Recording:
-        """The real detector, recording which kind of search ran."""
-
-        name = real.name
-
-        def detect(self, frames):
-            calls.append("full")
-            return real.detect(frames)
-
-        def detect_near(self, frame, boxes):
-            calls.append("near")
-            return real.detect_near(frame, boxes)
-
-    engine.detector = Recording()
+    engine.detector = _Recording(real)
     try:
-        mixed = analyze_video(two_faces, options=options, cache=cache)
-        searches = list(calls)
-        calls.clear()
-        always_full = analyze_video(two_faces, options=_options(face_detector="opencv", detect_every=1,
-                                                                full_detect_every=1), cache=cache)
+        yield engine.detector
     finally:
         engine.detector = real
+
+
+def test_between_full_searches_the_detector_looks_only_near_tracked_faces(two_faces, cache):
+    options = _options(face_detector="opencv", detect_every=1, full_detect_every=3)
+    always_full_options = _options(face_detector="opencv", detect_every=1, full_detect_every=1)
+    with _recording_detector(cache.get(options)) as recording:
+        mixed = analyze_video(two_faces, options=options, cache=cache)
+        searches = list(recording.calls)
+        recording.calls.clear()
+        always_full = analyze_video(two_faces, options=always_full_options, cache=cache)
     assert searches == ["full", "near", "near"] * 4  # 12 frames, one detection round each
-    assert set(calls) == {"full"}
+    assert set(recording.calls) == {"full"}
     assert [(t.first_frame, t.last_frame, t.frames) for t in mixed.tracks] == \
         [(t.first_frame, t.last_frame, t.frames) for t in always_full.tracks]
     assert len(mixed.tracks) == 2
@@ -223,24 +231,6 @@ def test_between_full_searches_the_detector_looks_only_near_tracked_faces(two_fa
 def test_with_no_face_tracked_every_detection_round_searches_whole_frames(tmp_path, cache):
     clip = write_video(tmp_path / "blank.mp4", np.full((6, 120, 160, 3), 90, dtype=np.uint8), fps=10)
     options = _options(face_detector="opencv", detect_every=1, full_detect_every=4)
-    engine = cache.get(options)
-    real = engine.detector
-    calls = []
-
-    class Recording:
-        name = real.name
-
-        def detect(self, frames):
-            calls.append("full")
-            return real.detect(frames)
-
-        def detect_near(self, frame, boxes):
-            calls.append("near")
-            return real.detect_near(frame, boxes)
-
-    engine.detector = Recording()
-    try:
+    with _recording_detector(cache.get(options)) as recording:
         analyze_video(clip, options=options, cache=cache)
-    finally:
-        engine.detector = real
-    assert calls == ["full"] * 6
+    assert recording.calls == ["full"] * 6
