@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.model.errors import EngineError
+from shared.errors import EngineError
+from shared.model.tracking import iou_matrix
 from shared.model.types import Detection
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -130,8 +131,6 @@ class HaarFaceDetector:
 
 def _unique(detections: list[Detection], *, iou: float = 0.5) -> list[Detection]:
     """Best-scoring first, dropping any that overlaps a kept one (neighbourhoods of close faces overlap)."""
-    from shared.model.tracking import iou_matrix
-
     kept: list[Detection] = []
     for detection in sorted(detections, key=lambda d: -d.score):
         if not kept or iou_matrix(detection.box, np.stack([k.box for k in kept])).max() < iou:
