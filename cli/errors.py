@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
-from shared.model.errors import EngineError
+from shared.errors import EngineError
 
 EXIT_INPUT = 2
 EXIT_FAILURE = 1

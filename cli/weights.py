@@ -64,7 +64,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     """Download the named checkpoints, with a progress bar on stderr; several names go on past failures."""
-    from shared.model.errors import WeightsError
+    from shared.errors import WeightsError
     from shared.model.weights_registry import known_weights
 
     weights_dir = _weights_dir(args)

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 
 FACE_DETECTORS = ("auto", "retinaface", "opencv", "none")
 DEVICES = ("auto", "cpu", "cuda")

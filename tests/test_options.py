@@ -1,6 +1,6 @@
 import pytest
 
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 from shared.options import AnalysisOptions
 
 

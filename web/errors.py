@@ -10,7 +10,7 @@ import logging
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from shared.model.errors import EngineError
+from shared.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from flask import current_app, request
 from shared.db.jobs import create_job
 from shared.db.models import Job
 from shared.options import AnalysisOptions
-from shared.model.errors import InputError, InvalidOptionsError
+from shared.errors import InputError, InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
@@ -72,7 +72,7 @@ def _receive() -> ReceivedForm:
 
 def _probe(upload: StoredUpload) -> None:
     # Imported here: PyAV is only needed on the upload path.
-    from shared.model.video import probe_video
+    from shared.media import probe_video
 
     try:
         probe_video(upload.path)

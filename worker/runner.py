@@ -13,7 +13,7 @@ from typing import Any, Callable
 from shared.db import jobs
 from shared.db.artifacts import remove_attempt, write_artifacts
 from shared.db.models import Job
-from shared.model.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
+from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
 from worker.context import WorkerContext
 from worker.progress import TRANSIENT_ERRORS, ProgressReporter
 

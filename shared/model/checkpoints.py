@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shared.files import sha256_file, write_atomically
-from shared.model.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
+from shared.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
 from shared.model.networks import PROJECT_KIND, SEED_KIND, build_model
 
 FORMAT = "deepfake-detector-checkpoint"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from shared.model import aggregation
-from shared.model.errors import AnalysisCancelled, NoDecodableFramesError
+from shared.errors import AnalysisCancelled, NoDecodableFramesError
 from shared.model.result import AnalysisResult, Artifact, TrackResult
 from shared.model.types import FrameBatch, Progress, Reason, WindowScore
 from shared.model.windows import TrackWindower, Window

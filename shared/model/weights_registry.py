@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from shared.files import sha256_file
-from shared.model.errors import ChecksumMismatchError, InvalidOptionsError, WeightsError
+from shared.errors import ChecksumMismatchError, InvalidOptionsError, WeightsError
 
 ProgressCallback = Callable[["KnownWeights", int, "int | None"], None]  # (file, bytes done, total or None)
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from shared.model.errors import CheckpointFormatError
+from shared.errors import CheckpointFormatError
 from shared.model.faces.retinaface import RetinaFace, guess_backbone, load_state, strip_prefixes
 from shared.model.weights_registry import (
     NORMALISATION,

@@ -6,7 +6,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from shared.model.errors import InvalidOptionsError, WeightsNotFoundError
+from shared.errors import InvalidOptionsError, WeightsNotFoundError
 from shared.model.types import Detection, Reason
 from shared.model.weights_registry import KnownWeights, detector_candidates, find_detector_weights
 

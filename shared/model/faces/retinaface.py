@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model.errors import CheckpointMismatchError
+from shared.errors import CheckpointMismatchError
 
 BACKBONES = ("mobilenet0.25", "resnet50")
 ANCHORS_PER_CELL = 2

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from shared.model.checkpoints import ModelSpec
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 from shared.model.runtime import openvino_backend as ovb
 from shared.model.runtime.calibration import calibration_crops, calibration_windows
 from shared.model.runtime.devices import cpu_features, native_bf16, native_int8

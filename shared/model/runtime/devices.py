@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from shared.model.errors import DeviceUnavailableError
+from shared.errors import DeviceUnavailableError
 
 DEVICES = ("auto", "cpu", "cuda")
 _CPUINFO = Path("/proc/cpuinfo")

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.model.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
+from shared.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
 
 # torchvision's child names in order; the trunk is an nn.Sequential of the first eight children.
 _TORCHVISION_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from shared.model.networks import BACKBONES
 from shared.model.training.data import TRAIN_SAMPLINGS
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 
 BALANCING = ("loss", "sampler", "none")
 # Options a resumed run may change; everything else must stay as the run started.

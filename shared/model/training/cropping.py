@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.model.crops import crop_faces, whole_frames
-from shared.model.errors import EngineError
+from shared.errors import EngineError
 from shared.model.tracking import FaceTracker, TrackedBox
 from shared.model.training.clips import CLIP_SUFFIX, ClipWriter
 from shared.model.training.layout import CLIPS_DIR, RECORDS_DIR, PrepareOptions, video_key, write_record

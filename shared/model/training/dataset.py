@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 from shared.model.training import cropping
 from shared.model.training.labels import LabelEntry, read_labels
 from shared.model.training.layout import MANIFEST_FILE, RECORDS_DIR, SKIPPED_FILE, PrepareOptions, video_key

@@ -1,7 +1,7 @@
 """Typed errors of model creation, in the engine's hierarchy so the CLI prints them as one line."""
 from __future__ import annotations
 
-from shared.model.errors import EngineError, InputError
+from shared.errors import EngineError, InputError
 
 
 class LabelFileError(InputError):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.model.checkpoints import ModelSpec, load_model
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 from shared.model.networks import SEED_KIND
 from shared.model.runtime.devices import select_device
 from shared.model.training import metrics, plots

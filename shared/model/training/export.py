@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.model.checkpoints import ModelSpec, load_model, save_checkpoint
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 from shared.model.training.errors import RunStateError
 from shared.model.training.metrics import threshold_for_fpr
 from shared.model.training.train import BEST_CHECKPOINT, PREDICTIONS_FILE

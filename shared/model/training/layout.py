@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.model.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError
 
 MANIFEST_FILE = "manifest.csv"
 SKIPPED_FILE = "skipped.csv"

@@ -1,12 +1,11 @@
 """The engine's video input: probe a local file, then stream its frames in batches.
 
-Only local regular files in an allow-listed container are read (see `source`); frames come out
+Only local regular files in an allow-listed container are read (see `shared.media.source`); frames come out
 upright RGB with their stream timestamps, one batch at a time, so memory does not grow with the
 length of the video.
 """
 from shared.files import sha256_file
-from shared.model.video.probe import VideoInfo, probe_video
+from shared.media import ALLOWED_FORMATS, SUPPORTED_DESCRIPTION, VideoInfo, probe_video
 from shared.model.video.reader import VideoReader
-from shared.model.video.source import ALLOWED_FORMATS, SUPPORTED_DESCRIPTION
 
 __all__ = ["ALLOWED_FORMATS", "SUPPORTED_DESCRIPTION", "VideoInfo", "VideoReader", "probe_video", "sha256_file"]

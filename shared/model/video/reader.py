@@ -14,10 +14,10 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from shared.model.errors import InvalidOptionsError, NoDecodableFramesError
+from shared.errors import InvalidOptionsError, NoDecodableFramesError
 from shared.model.types import FrameBatch, Reason
-from shared.model.video.probe import VideoInfo, probe_video, stream_duration_s
-from shared.model.video.source import check_local_file, open_container, video_stream
+from shared.media.probe import VideoInfo, probe_video, stream_duration_s
+from shared.media.source import check_local_file, open_container, video_stream
 
 # A count from the container's index may exceed the decoded frames by a little without the file
 # being cut (edit lists drop a leading frame or two); below that slack nothing is reported.

@@ -18,7 +18,7 @@ from shared.model.checkpoints import (
     save_checkpoint,
     sha256_file,
 )
-from shared.model.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
+from shared.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
 from shared.model.networks import ResNeXtLSTM, resnext_lstm
 
 

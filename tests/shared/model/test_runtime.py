@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shared.model.checkpoints import ModelSpec, load_model, save_checkpoint
-from shared.model.errors import DeviceUnavailableError, InvalidOptionsError
+from shared.errors import DeviceUnavailableError, InvalidOptionsError
 from shared.model.networks import resnext_lstm
 from shared.model.runtime import build_embedder, cpu_features, native_bf16, native_int8, select_device
 from shared.model.runtime.builder import FAST_TOLERANCE

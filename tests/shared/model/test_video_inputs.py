@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.model.errors import (
+from shared.errors import (
     InvalidOptionsError,
     NoDecodableFramesError,
     NotAVideoError,

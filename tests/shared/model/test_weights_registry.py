@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.model.errors import ChecksumMismatchError, InvalidOptionsError
+from shared.errors import ChecksumMismatchError, InvalidOptionsError
 from shared.model.weights_registry import (
     STATUS_MISMATCH,
     STATUS_OK,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared.model.errors import InvalidOptionsError, WeightsNotFoundError
+from shared.errors import InvalidOptionsError, WeightsNotFoundError
 from shared.model.faces import build_face_detector, default_backbone
 from shared.model.faces.detector import FALLBACK_CODE
 from tests.shared.model.faces.checkpoints import random_retinaface, save_pytorch_retinaface

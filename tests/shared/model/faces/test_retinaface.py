@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared.model.errors import CheckpointMismatchError
+from shared.errors import CheckpointMismatchError
 from shared.model.faces.checkpoint import load_detector_weights, read_state_dict
 from shared.model.faces.inference import RetinaFaceDetector, detection_size
 from shared.model.faces.priors import prior_boxes

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from shared.model.errors import CheckpointMismatchError
+from shared.errors import CheckpointMismatchError
 from shared.model.networks import resnext_lstm
 from shared.model.training.backbone import load_backbone_weights, torchvision_to_trunk
 

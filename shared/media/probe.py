@@ -9,8 +9,8 @@ from pathlib import Path
 
 import av
 
-from shared.model.errors import NoDecodableFramesError, NotAVideoError
-from shared.model.video.source import check_local_file, container_name, open_container, video_stream
+from shared.errors import NoDecodableFramesError, NotAVideoError
+from shared.media.source import check_local_file, container_name, open_container, video_stream
 
 # Packets tried before the probe gives up finding a first decodable frame (a stream may begin
 # with frames that reference a missing keyframe).

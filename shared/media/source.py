@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterator
 
 import av
 
-from shared.model.errors import NotAVideoError, UnsupportedFormatError, VideoNotFoundError
+from shared.errors import NotAVideoError, UnsupportedFormatError, VideoNotFoundError
 
 # PyAV's demuxer name -> the short container name reported in VideoInfo.
 ALLOWED_FORMATS: dict[str, str] = {
