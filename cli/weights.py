@@ -57,7 +57,7 @@ def run_list(args: argparse.Namespace) -> int:
         present = any((weights_dir / name).is_file() for name in entry.filenames)
         check = "sha256" if entry.sha256 else ("sha256 prefix" if entry.sha256_prefix else "no published hash")
         print(f"{'*' if present else ' '} {entry.name:32} {entry.filename:42} {entry.family:20} {check}")
-        print(f"    {entry.url or entry.description}")
+        print(f"    {entry.source}")
     print(f"(* = installed in {weights_dir})")
     return 0
 
@@ -68,7 +68,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     from shared.model.weights_registry import known_weights
 
     weights_dir = _weights_dir(args)
-    names = [e.name for e in known_weights() if e.url] if args.names == ["all"] else list(args.names)
+    names = [e.name for e in known_weights() if e.downloadable] if args.names == ["all"] else list(args.names)
     if len(names) == 1:
         _fetch_one(names[0], args=args, weights_dir=weights_dir)
         return 0

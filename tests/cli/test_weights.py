@@ -70,7 +70,7 @@ def test_fetch_of_an_unverifiable_file_needs_allow_unverified(tmp_path, mirror):
     digest = hashlib.sha256(payload).hexdigest()
     (folder / "detection_mobilenet0.25_Final.pth").write_bytes(payload)
     weights = tmp_path / "weights"
-    args = ("fetch", "retinaface-mobilenet0.25", "--base-url", base_url, "--weights-dir", str(weights))
+    args = ("fetch", "retinaface-mobilenet0.25-pth", "--base-url", base_url, "--weights-dir", str(weights))
 
     refused = deepfake(*args)
     assert refused.returncode != 0 and "--allow-unverified" in refused.stderr and digest in refused.stderr

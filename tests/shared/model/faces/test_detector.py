@@ -61,7 +61,7 @@ def test_cuda_default_falls_back_to_the_backbone_present(tmp_path):
     from shared.model.faces.detector import _find_weights
 
     path, entry, backbone = _find_weights(tmp_path, device="cuda", backbone=None, registry=None)
-    assert backbone == "mobilenet0.25" and entry.name == "retinaface-mobilenet0.25"
+    assert backbone == "mobilenet0.25" and entry.name == "retinaface-mobilenet0.25-pth"
     with pytest.raises(WeightsNotFoundError, match="Resnet50_Final.pth"):
         build_face_detector(kind="retinaface", backbone="resnet50", weights_dir=tmp_path)
 
