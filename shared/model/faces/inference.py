@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from shared.model.faces.openvino_net import OpenVINORetinaFace
 from shared.model.faces.priors import decode_boxes, decode_landmarks, prior_boxes, select
 from shared.model.faces.retinaface import RetinaFace
 from shared.model.types import Detection
@@ -24,7 +25,7 @@ class RetinaFaceDetector:
 
     def __init__(
         self,
-        net: RetinaFace,
+        net: RetinaFace | OpenVINORetinaFace,
         *,
         normalisation: Normalisation,
         device: str | torch.device = "cpu",
@@ -35,23 +36,30 @@ class RetinaFaceDetector:
         backend: str = "torch",
         ir_path: Path | None = None,
     ) -> None:
-        """`backend` "openvino" (CPU only) runs the network compiled by OpenVINO, "torch" as it is;
-        `ir_path` caches OpenVINO's form of the network there."""
+        """`net` is the torch network, or an already built OpenVINO one (e.g. read from ONNX).
+        `backend` "openvino" (CPU only) compiles the torch network with OpenVINO, "torch" runs it
+        as it is; `ir_path` caches OpenVINO's form of the network there."""
         self.device = torch.device(device)
+        if isinstance(net, OpenVINORetinaFace):
+            backend = "openvino"
         if backend not in ("torch", "openvino"):
             raise ValueError(f"unknown RetinaFace backend {backend!r}; expected torch or openvino")
         if backend == "openvino" and self.device.type != "cpu":
             raise ValueError("the OpenVINO RetinaFace backend runs on the CPU only")
-        self.net = net.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.net = self.net.to(memory_format=torch.channels_last)
         self.backend = backend
-        self._forward = self.net
-        if backend == "openvino":
-            from shared.model.faces.openvino_net import OpenVINORetinaFace
-
-            self._forward = OpenVINORetinaFace(self.net, ir_path=ir_path)
+        if isinstance(net, OpenVINORetinaFace):
+            self.net, self._forward = None, net
+        else:
+            self.net = net.to(self.device).eval()
+            if self.device.type == "cuda":
+                self.net = self.net.to(memory_format=torch.channels_last)
+            self._forward = self.net
+            if backend == "openvino":
+                self._forward = OpenVINORetinaFace(self.net, ir_path=ir_path)
+        # The published ONNX export ends in a softmax; the torch network returns logits.
+        self._probabilities = bool(getattr(self._forward, "outputs_probabilities", False))
         self.name = f"retinaface-{net.backbone}"
+        self.precision = getattr(self._forward, "precision", "fp32")
         self.normalisation = normalisation
         self.max_side = max_side
         self.score_threshold = score_threshold
@@ -75,11 +83,11 @@ class RetinaFaceDetector:
         height, width = frames.shape[1:3]
         size = detection_size(height, width, self.max_side)
         batch = self._prepare(frames, size)
-        loc, logits, landmark_offsets = self._forward(batch)
+        loc, classes, landmark_offsets = self._forward(batch)
         priors = prior_boxes(*size, device=self.device)
         if priors.shape[0] != loc.shape[1]:
             raise RuntimeError(f"{priors.shape[0]} priors for {loc.shape[1]} predictions at input {size}")
-        scores = logits.float().softmax(dim=-1)[..., 1]
+        scores = (classes.float() if self._probabilities else classes.float().softmax(dim=-1))[..., 1]
         boxes = decode_boxes(loc.float(), priors, size=size)
         landmarks = decode_landmarks(landmark_offsets.float(), priors, size=size)
         selected = select(boxes, scores, landmarks, score_threshold=self.score_threshold,

@@ -1,9 +1,11 @@
-"""RetinaFace's network compiled with OpenVINO for the CPU (fp32): ~3× PyTorch's speed here.
+"""RetinaFace's network compiled with OpenVINO for the CPU: ~3× PyTorch's speed here (fp32).
 
 PyTorch's CPU depthwise convolutions are slow; MobileNet0.25 is mostly depthwise convolutions.
-The network is traced once with a dynamic batch and frame size (~4 s; the IR is cached on disk
-when a path is given, so later processes read it in a fraction of a second), and compiled once
-per detection size (a video keeps its size), with the few most recent sizes kept.
+The network comes either from an ONNX file, which OpenVINO reads directly (the published
+MobileNet0.25 weights; its class output is already softmaxed), or from the project's torch
+network, traced once with a dynamic batch and frame size (~4 s; the IR is cached on disk when a
+path is given). It is compiled once per detection size (a video keeps its size), with the few
+most recent sizes kept, in fp32 or bf16 (`precision`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch
 from shared.model.faces.retinaface import RetinaFace
 
 KEEP_SIZES = 4
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 
 class OpenVINORetinaFace:
@@ -25,13 +28,27 @@ class OpenVINORetinaFace:
 
     backend = "openvino"
 
-    def __init__(self, net: RetinaFace, *, ir_path: Path | None = None) -> None:
+    def __init__(self, net: RetinaFace | None = None, *, ir_path: Path | None = None,
+                 onnx_path: Path | None = None, precision: str = "fp32") -> None:
+        """From the torch `net` (cached as IR at `ir_path`) or from `onnx_path`; exactly one of the two."""
         import openvino as ov
 
         from shared.model.runtime.openvino_backend import cached_ir
 
+        if (net is None) == (onnx_path is None):
+            raise ValueError("give either a torch RetinaFace or an ONNX file")
+        if precision not in OV_PRECISION:
+            raise ValueError(f"unknown RetinaFace precision {precision!r}; expected one of {', '.join(OV_PRECISION)}")
         self._core = ov.Core()
-        self._model = cached_ir(ir_path, lambda: _convert(net))
+        if onnx_path is not None:
+            self._model = self._core.read_model(str(onnx_path))
+            self.backbone = "mobilenet0.25"
+            self.outputs_probabilities = True  # the published export ends in a softmax
+        else:
+            self._model = cached_ir(ir_path, lambda: _convert(net))
+            self.backbone = net.backbone
+            self.outputs_probabilities = False
+        self.precision = precision
         self._compiled: OrderedDict[tuple[int, int], object] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -43,8 +60,8 @@ class OpenVINORetinaFace:
                 return self._compiled[key]
             model = self._model.clone()
             model.reshape([-1, 3, height, width])  # static frame size: measured ~20 % faster than dynamic
-            compiled = self._core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                               "INFERENCE_PRECISION_HINT": "f32"})
+            compiled = self._core.compile_model(model, "CPU", {
+                "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_PRECISION[self.precision]})
             self._compiled[key] = compiled
             while len(self._compiled) > KEEP_SIZES:
                 self._compiled.popitem(last=False)
