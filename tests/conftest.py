@@ -173,3 +173,15 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+PUBLISHED_DETECTOR = REPO_ROOT / "weights" / "retinaface-mobilenet0.25.onnx"
+
+
+@pytest.fixture(scope="session")
+def published_detector_weights() -> Path:
+    """The trained RetinaFace MobileNet0.25 (ONNX) that the test command installs into weights/."""
+    if not PUBLISHED_DETECTOR.is_file():
+        pytest.fail(f"{PUBLISHED_DETECTOR} is missing: scripts/test.sh installs it "
+                    "(`deepfake weights fetch retinaface-mobilenet0.25`)")
+    return PUBLISHED_DETECTOR
