@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.model.track_boxes import BoxSample
 from shared.model.types import Reason, WindowScore
 
 
@@ -20,6 +21,12 @@ class Artifact:
 
 @dataclass
 class TrackResult:
+    """One person's face track: its verdict, span, scored windows and where the face was.
+
+    `boxes` are detected boxes sampled evenly over the track (at most a few hundred, see
+    `track_boxes`), in the pixels of the upright frame (`video.width` × `video.height`).
+    """
+
     id: int
     fake_probability: float | None
     verdict: str
@@ -27,6 +34,7 @@ class TrackResult:
     last_frame: int
     frames: int
     windows: list[WindowScore]
+    boxes: list[BoxSample] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +45,7 @@ class TrackResult:
             "last_frame": self.last_frame,
             "frames": self.frames,
             "windows": [w.to_dict() for w in self.windows],
+            "boxes": [b.to_dict() for b in self.boxes],
         }
 
 
