@@ -5,6 +5,10 @@ recent velocity, then matched to the new detections greedily by IoU (highest fir
 is matched by centre distance relative to face size (fast motion, where boxes no longer overlap).
 Unmatched detections start new tracks; a track unmatched for more than `max_missed` rounds ends.
 Track ids are small ints from 0 in order of first appearance (confirmation, with `min_hits` > 1).
+
+The tracker alone decides when a track ends: `take_ended` hands over the ids of the tracks that
+ended since the last call, `finish` ends them all when the video does, and the stages after it
+close their per-track state on those ids.
 """
 from __future__ import annotations
 
@@ -106,6 +110,7 @@ class FaceTracker:
         self.min_hits = min_hits
         self._tracks: list[_Track] = []
         self._next_id = 0
+        self._ended: list[int] = []
 
     def update(self, frame_index: int, detections: list[Detection]) -> list[TrackedBox]:
         """Match a detection frame's faces to the tracks; returns the confirmed tracks seen in it."""
@@ -118,7 +123,7 @@ class FaceTracker:
         for t, track in enumerate(self._tracks):
             if t not in matched_tracks:
                 track.missed += 1
-        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        self._end([t for t in self._tracks if t.missed > self.max_missed])
         for d, detection in enumerate(detections):
             if d not in matched_dets:
                 self._tracks.append(_Track(box=boxes[d].copy(), score=float(detection.score),
@@ -133,6 +138,16 @@ class FaceTracker:
     def predicted_boxes(self, frame_index: int) -> list[np.ndarray]:
         """Where each live track's face is expected in `frame_index` (confirmed or not)."""
         return [t.predicted(frame_index) for t in self._tracks]
+
+    def take_ended(self) -> list[int]:
+        """Ids of the confirmed tracks that ended since the last call, in the order they ended."""
+        ended, self._ended = self._ended, []
+        return ended
+
+    def finish(self) -> list[int]:
+        """End every live track (the video is over); returns all ended ids not yet taken."""
+        self._end(list(self._tracks))
+        return self.take_ended()
 
     @property
     def active_ids(self) -> list[int]:
@@ -152,6 +167,11 @@ class FaceTracker:
             for r, c in _greedy(dist, accept=lambda c: c <= _MAX_CENTRE_DISTANCE):
                 pairs.append((rest_t[r], rest_d[c]))
         return pairs
+
+    def _end(self, tracks: list[_Track]) -> None:
+        gone = {id(t) for t in tracks}
+        self._tracks = [t for t in self._tracks if id(t) not in gone]
+        self._ended += sorted(t.track_id for t in tracks if t.track_id is not None)
 
     def _confirm(self) -> None:
         for track in self._tracks:

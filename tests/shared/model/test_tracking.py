@@ -84,3 +84,22 @@ def test_min_hits_confirms_before_assigning_ids():
     tracker = FaceTracker(min_hits=2)
     assert tracker.update(0, [_det(100, 100)]) == []
     assert [t.track_id for t in tracker.update(5, [_det(102, 100)])] == [0]
+
+
+def test_the_tracker_reports_each_ended_track_once():
+    tracker = FaceTracker(max_missed=1)
+    tracker.update(0, [_det(100, 100), _det(300, 100)])
+    tracker.update(5, [_det(100, 100)])
+    assert tracker.take_ended() == []  # one missed round is within patience
+    tracker.update(10, [_det(100, 100)])
+    assert tracker.take_ended() == [1]
+    assert tracker.take_ended() == []
+    assert tracker.finish() == [0]
+    assert tracker.active_ids == []
+
+
+def test_unconfirmed_tracks_end_without_an_id():
+    tracker = FaceTracker(min_hits=2, max_missed=0)
+    tracker.update(0, [_det(100, 100)])
+    tracker.update(5, [])
+    assert tracker.take_ended() == []
