@@ -3,6 +3,8 @@
 - Pytorch_Retinaface `.pth`: a state dict whose keys carry DataParallel's `module.` prefix.
 - retinaface-pytorch release `.zip`: a zip archive holding one file, itself a `torch.save`d state dict
   (torch's own `.pth` files are zip archives too; those are told apart by their `data.pkl` entry).
+- Pytorch_Retinaface MobileNet0.25 exported to `.onnx` (batch norm folded): read by graph structure
+  (`onnx_import`), so CUDA workers can run the published ONNX weights in the torch network.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Sequence
 
 import torch
 
-from shared.errors import CheckpointFormatError
+from shared.errors import CheckpointFormatError, CheckpointMismatchError
+from shared.model.faces import onnx_import
 from shared.model.faces.retinaface import RetinaFace, guess_backbone, load_state, strip_prefixes
 from shared.model.weights_registry import (
     NORMALISATION,
@@ -34,7 +37,7 @@ class LoadedDetectorWeights:
     backbone: str
     family: str
     normalisation: Normalisation
-    family_source: str  # how the family was decided: "registry", "sha256", "key layout", "container"
+    family_source: str  # how the family was decided: "registry", "sha256", "key layout", "container", "onnx"
     path: Path
 
 
@@ -108,8 +111,13 @@ def load_detector_weights(
     entry: KnownWeights | None = None,
     registry: Sequence[KnownWeights] | None = None,
 ) -> LoadedDetectorWeights:
-    """Build the RetinaFace network a checkpoint file belongs to and load it (CPU, eval mode)."""
+    """Build the RetinaFace network a checkpoint file belongs to and load it (CPU, eval mode).
+
+    A `.onnx` file must be the Pytorch_Retinaface MobileNet0.25 export (see `onnx_import`).
+    """
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, backbone=backbone or (entry.backbone if entry is not None else None))
     state, container = read_state_dict(path)
     stripped = strip_prefixes(state)
     actual = backbone or (entry.backbone if entry and entry.backbone else None) or guess_backbone(stripped)
@@ -119,3 +127,17 @@ def load_detector_weights(
     family, source = decide_family(path, state, container=container, entry=entry, registry=registry)
     return LoadedDetectorWeights(net=net, backbone=actual, family=family, normalisation=NORMALISATION[family],
                                  family_source=source, path=path)
+
+
+def _load_onnx(path: Path, *, backbone: str | None) -> LoadedDetectorWeights:
+    if backbone not in (None, onnx_import.BACKBONE):
+        raise CheckpointMismatchError(
+            f"{path.name}: only RetinaFace-{onnx_import.BACKBONE} is read from ONNX, not {backbone}"
+        )
+    state = onnx_import.state_dict_from_onnx(path)
+    with torch.device("meta"):
+        skeleton = RetinaFace(onnx_import.BACKBONE)
+    net = load_state(skeleton, state, source=path.name).eval()
+    family = "pytorch-retinaface"  # the export takes what Pytorch_Retinaface's .pth does: BGR − (104, 117, 123)
+    return LoadedDetectorWeights(net=net, backbone=onnx_import.BACKBONE, family=family,
+                                 normalisation=NORMALISATION[family], family_source="onnx", path=path)
