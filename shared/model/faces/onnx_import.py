@@ -42,7 +42,7 @@ def state_dict_from_onnx(path: Path) -> dict[str, torch.Tensor]:
     when the file is not a readable ONNX model, CheckpointMismatchError when it is not this network.
     """
     path = Path(path)
-    model = _read_model(path)
+    model = read_onnx_model(path)
     with torch.device("meta"):  # shapes and hyper-parameters only
         reference = RetinaFace(BACKBONE)
     try:
@@ -55,7 +55,8 @@ def state_dict_from_onnx(path: Path) -> dict[str, torch.Tensor]:
     return _state_dict(reference, found, source=path.name)
 
 
-def _read_model(path: Path) -> Any:
+def read_onnx_model(path: Path) -> Any:
+    """The `openvino.Model` of a self-contained ONNX file of plausible size (untrusted input)."""
     data = _read_bytes(path)
     if _EXTERNAL_DATA_KEY in data:
         # OpenVINO follows an ONNX tensor's external-data `location` anywhere (absolute paths, `..`,

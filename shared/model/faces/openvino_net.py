@@ -41,7 +41,9 @@ class OpenVINORetinaFace:
             raise ValueError(f"unknown RetinaFace precision {precision!r}; expected one of {', '.join(OV_PRECISION)}")
         self._core = ov.Core()
         if onnx_path is not None:
-            self._model = self._core.read_model(str(onnx_path))
+            from shared.model.faces.onnx_import import read_onnx_model
+
+            self._model = read_onnx_model(Path(onnx_path))  # refuses external data files
             self.backbone = "mobilenet0.25"
             self.outputs_probabilities = True  # the published export ends in a softmax
         else:

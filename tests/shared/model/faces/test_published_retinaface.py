@@ -135,3 +135,14 @@ def test_faces_are_found_at_4k_and_odd_sizes(tmp_path: Path, detector: RetinaFac
         # Boxes are in the frame's own pixels: each face is inside its photo's tile.
         tile = width / len(photos)
         assert sorted(int(((b[0] + b[2]) / 2) // tile) for b in boxes) == list(range(len(photos)))
+
+
+def test_an_onnx_file_that_names_external_data_is_refused_before_openvino_reads_it(
+    tmp_path: Path, published_detector_weights: Path,
+) -> None:
+    from shared.errors import CheckpointFormatError
+
+    hostile = tmp_path / published_detector_weights.name
+    hostile.write_bytes(published_detector_weights.read_bytes() + b"\x12\x08location\x1a\x0b/etc/passwd")
+    with pytest.raises(CheckpointFormatError, match="external data"):
+        build_face_detector(kind="retinaface", device="cpu", weights_dir=tmp_path)
