@@ -3,8 +3,10 @@
 Detections come every k-th frame. Each detection round, the tracks' boxes are moved ahead by their
 recent velocity, then matched to the new detections greedily by IoU (highest first); what is left
 is matched by centre distance relative to face size (fast motion, where boxes no longer overlap).
-Unmatched detections start new tracks; a track unmatched for more than `max_missed` rounds ends.
-Track ids are small ints from 0 in order of first appearance (confirmation, with `min_hits` > 1).
+Unmatched detections start new tracks; a track unmatched for more than `max_missed` rounds ends
+(`patience_rounds` turns TRACK_PATIENCE_S into rounds), so a face hidden for a moment keeps its
+track. Between detection frames the boxes carried are moved on by the same velocity. Track ids
+are small ints from 0 in order of first appearance (confirmation, with `min_hits` > 1).
 
 The tracker alone decides when a track ends: `take_ended` hands over the ids of the tracks that
 ended since the last call, `finish` ends them all when the video does, and the stages after it
@@ -12,14 +14,30 @@ close their per-track state on those ids.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shared.model.types import Detection
 
+# How long a face may go undetected and still be the same appearance, so the same track: the
+# detector misses a frame now and then, a hand or another person passes in front, the head turns
+# away. One second, about what common multi-object trackers keep a lost track for (30 frames);
+# much longer and a different person stepping into the same place would take over the track. A
+# face hidden for longer starts a new track when it is back.
+TRACK_PATIENCE_S = 1.0
+# Never fewer rounds than this, so a single missed detection does not split a track, however
+# far apart detection rounds are.
+MIN_PATIENCE_ROUNDS = 2
 _MAX_CENTRE_DISTANCE = 1.0  # in face sizes (the mean of the two boxes' sides)
 _MAX_SIZE_RATIO = 2.0
+_VELOCITY_FRAMES = 5.0  # velocity is smoothed over about this many frames (see _Track.absorb)
+# A face's box grows or shrinks by at most ~2 % a frame when the person walks towards or away from
+# the camera; faster changes are partial views (see _steady_size). Over long gaps (a face hidden
+# for a while) up to 30 % passes, a person's plausible change in distance in a second.
+_STEADY_SIZE_CHANGE = 0.02  # per frame between the two detections
+_MAX_SIZE_CHANGE = 0.3
 
 
 @dataclass
@@ -40,20 +58,56 @@ class _Track:
     track_id: int | None = None
     hits: int = 1
     missed: int = 0
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.float32))
+    # Of the box's centre only, in pixels per frame: a partly hidden face's box shrinks on one
+    # side, which would otherwise read as the face shrinking, and shrink its predicted box away.
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.float32))
+    velocity_known: bool = False
 
     def predicted(self, frame_index: int) -> np.ndarray:
-        return self.box + self.velocity * float(frame_index - self.last_frame)
+        """The last detected box, its centre moved on by the velocity to `frame_index`."""
+        shift = self.velocity * float(frame_index - self.last_frame)
+        return self.box + np.concatenate([shift, shift])
 
     def absorb(self, detection: Detection, frame_index: int) -> None:
         box = np.asarray(detection.box, dtype=np.float32)
         gap = frame_index - self.last_frame
-        if gap > 0:
-            # Smoothed per-frame velocity; smoothing keeps one noisy box from throwing the next prediction.
-            self.velocity = 0.5 * self.velocity + 0.5 * (box - self.box) / float(gap)
+        if gap > 0 and _steady_size(self.box, box, gap=gap):
+            measured = (_centre(box) - _centre(self.box)) / float(gap)
+            # The first measurement is taken as it is; later ones are smoothed over about
+            # _VELOCITY_FRAMES frames, so a box that jitters from frame to frame (detection every
+            # frame) does not throw the prediction, while one `gap` frames away counts for more.
+            weight = 1.0 - float(np.exp(-gap / _VELOCITY_FRAMES)) if self.velocity_known else 1.0
+            self.velocity = ((1.0 - weight) * self.velocity + weight * measured).astype(np.float32)
+            self.velocity_known = True
         self.box, self.score, self.last_frame = box, float(detection.score), frame_index
         self.hits += 1
         self.missed = 0
+
+
+def _steady_size(old: np.ndarray, new: np.ndarray, *, gap: int) -> bool:
+    """Whether a box kept its size, as a face's box does from frame to frame.
+
+    A box that shrinks or grows fast is a face being hidden or uncovered, or leaving or entering
+    the picture: its centre then moves because of that, not because the face does, so it says
+    nothing about the face's velocity.
+    """
+    change = abs(math.log(_side(new) / _side(old)))
+    return change <= min(_STEADY_SIZE_CHANGE * gap, _MAX_SIZE_CHANGE)
+
+
+def _side(box: np.ndarray) -> float:
+    return float(np.sqrt(max(float(box[2] - box[0]), 1e-3) * max(float(box[3] - box[1]), 1e-3)))
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return (box[:2] + box[2:]) / 2.0
+
+
+def patience_rounds(*, round_s: float) -> int:
+    """The `max_missed` for detection rounds `round_s` seconds apart: TRACK_PATIENCE_S in rounds."""
+    if not round_s > 0:
+        return MIN_PATIENCE_ROUNDS
+    return max(MIN_PATIENCE_ROUNDS, math.ceil(TRACK_PATIENCE_S / round_s))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,8 +186,9 @@ class FaceTracker:
         return self._report(detected=True)
 
     def carry(self, frame_index: int) -> list[TrackedBox]:
-        """Boxes for a frame between detection frames: each track seen in the last round, its last box."""
-        return self._report(detected=False)
+        """Boxes for a frame between detection frames: each track seen in the last round, moved on
+        by its velocity to where its face is expected in `frame_index`."""
+        return self._report(detected=False, frame_index=frame_index)
 
     def predicted_boxes(self, frame_index: int) -> list[np.ndarray]:
         """Where each live track's face is expected in `frame_index` (confirmed or not)."""
@@ -179,9 +234,10 @@ class FaceTracker:
                 track.track_id = self._next_id
                 self._next_id += 1
 
-    def _report(self, *, detected: bool) -> list[TrackedBox]:
+    def _report(self, *, detected: bool, frame_index: int | None = None) -> list[TrackedBox]:
         out = [
-            TrackedBox(track_id=t.track_id, box=t.box.copy(), score=t.score, detected=detected)
+            TrackedBox(track_id=t.track_id, score=t.score, detected=detected,
+                       box=t.box.copy() if frame_index is None else t.predicted(frame_index))
             for t in self._tracks
             if t.track_id is not None and t.missed == 0
         ]

@@ -170,12 +170,12 @@ class WindowConsumer:
         return outputs.float().cpu()
 
     def _push_features(self, features: torch.Tensor, crops: np.ndarray, owners: list[CropOwner]) -> None:
-        for row, (track_id, index, time_s) in enumerate(owners):
-            windower = self._windowers.get(track_id)
+        for row, owner in enumerate(owners):
+            windower = self._windowers.get(owner.track_id)
             if windower is None:
-                windower = self._windowers[track_id] = TrackWindower(
-                    track_id=track_id, length=self.plan.length, stride=self.plan.stride)
-            window = windower.push(frame_index=index, time_s=time_s, feature=features[row].clone(),
+                windower = self._windowers[owner.track_id] = TrackWindower(
+                    track_id=owner.track_id, length=self.plan.length, stride=self.plan.stride)
+            window = windower.push(frame_index=owner.frame_index, time_s=owner.time_s, feature=features[row].clone(),
                                    crop=crops[row].copy())
             if window is not None:
                 self._ready.append(window)

@@ -16,7 +16,7 @@ import numpy as np
 
 from shared.model.crops import crop_faces, whole_frames
 from shared.model.track_boxes import BoxSample, BoxSampler
-from shared.model.tracking import FaceTracker, TrackedBox
+from shared.model.tracking import FaceTracker, TrackedBox, patience_rounds
 from shared.model.types import FrameBatch
 
 WHOLE_FRAME_TRACK = 0  # without a face detector the whole frame is one track
@@ -25,11 +25,12 @@ MAX_CROP_THREADS = 8
 
 
 class CropOwner(NamedTuple):
-    """Which track and frame a crop belongs to."""
+    """Which track and frame a crop belongs to, and the box it was cut around (frame pixels)."""
 
     track_id: int
     frame_index: int
     time_s: float
+    box: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,17 @@ class CropProducer:
     """Detects, tracks and crops faces batch by batch; owns the tracker and its own timings."""
 
     def __init__(self, *, detector, detect_every: int, full_detect_every: int, input_size: int,
-                 crop_margin: float) -> None:
+                 crop_margin: float, frame_s: float) -> None:
         """`detector` None crops whole frames (one track); else faces are detected every
         `detect_every`-th analysed frame (whole-frame searches every `full_detect_every`-th round
-        for detectors that can search near known faces)."""
+        for detectors that can search near known faces). `frame_s` is the time between analysed
+        frames, which turns the tracker's patience into detection rounds."""
         self.detector = detector
         self.detect_every = detect_every
         self.full_detect_every = full_detect_every
         self.input_size = input_size
         self.crop_margin = crop_margin
-        self.tracker = FaceTracker()
+        self.tracker = FaceTracker(max_missed=patience_rounds(round_s=frame_s * detect_every))
         self.timings = {"detect_s": 0.0, "crop_s": 0.0}
         self._detection_rounds = 0
         self._position = 0  # analysed frames seen so far
@@ -179,7 +181,7 @@ class CropProducer:
         on many-core machines (a 1080p whole frame takes ~10 ms to shrink with antialiasing).
         """
         jobs = [(batch.frames[i], boxes) for i, boxes in enumerate(tracked) if boxes]
-        owners = [CropOwner(b.track_id, int(batch.indices[i]), float(batch.times_s[i]))
+        owners = [CropOwner(b.track_id, int(batch.indices[i]), float(batch.times_s[i]), b.box)
                   for i, boxes in enumerate(tracked) for b in boxes]
         if not jobs:
             return None, owners

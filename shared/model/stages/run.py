@@ -54,6 +54,11 @@ class _ProgressReporter:
         self.callback(Progress(frames_done=done, frames_total=max(done, self.expected_frames), windows=windows))
 
 
+def _analysed_frame_s(info, options) -> float:
+    """Seconds between analysed frames (0 when the stream does not say its frame rate)."""
+    return options.frame_stride / info.fps if info.fps and info.fps > 0 else 0.0
+
+
 def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, timings: dict[str, float]) -> AnalysisResult:
     """Analyse the video at `path` (already probed as `info`) with a loaded engine; `timings` gains
@@ -65,7 +70,7 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
     reader = VideoReader(path, batch_size=decode_batch, frame_stride=options.frame_stride, info=info)
     producer = CropProducer(detector=engine.detector, detect_every=options.detect_every,
                             full_detect_every=options.full_detect_every, input_size=engine.spec.input_size,
-                            crop_margin=options.crop_margin)
+                            crop_margin=options.crop_margin, frame_s=_analysed_frame_s(info, options))
     plan = WindowPlan.of(options, engine.spec)
     consumer = WindowConsumer(engine=engine, plan=plan, options=options)
     progress = _ProgressReporter(on_progress, expected_frames=-(-info.frames // options.frame_stride))

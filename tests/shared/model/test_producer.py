@@ -36,7 +36,7 @@ def _run(producer: CropProducer, batches: list[FrameBatch]) -> list[PreparedBatc
 def test_a_track_that_ends_is_announced_once_after_its_last_crops():
     present = [True] * 10 + [False] * 40
     producer = CropProducer(detector=_FaceInFramesMarked(), detect_every=1, full_detect_every=1, input_size=16,
-                            crop_margin=0.0)
+                            crop_margin=0.0, frame_s=0.1)
     prepared = _run(producer, _batches(present))
     owners = [o for p in prepared for o in p.owners]
     assert [o.frame_index for o in owners] == list(range(10))
@@ -53,9 +53,20 @@ def test_a_track_that_ends_is_announced_once_after_its_last_crops():
     assert all(p.crops is None or p.crops.shape == (len(p.owners), 16, 16, 3) for p in prepared)
 
 
+def test_a_face_missing_for_less_than_the_patience_keeps_its_track():
+    # 10 fps and detection every frame: the tracker waits TRACK_PATIENCE_S (10 frames) for a face
+    present = [True] * 10 + [False] * 8 + [True] * 10 + [False] * 12 + [True] * 5
+    producer = CropProducer(detector=_FaceInFramesMarked(), detect_every=1, full_detect_every=1, input_size=16,
+                            crop_margin=0.0, frame_s=0.1)
+    prepared = _run(producer, _batches(present))
+    owners = [o for p in prepared for o in p.owners]
+    assert [o.track_id for o in owners] == [0] * 20 + [1] * 5
+    assert [[e.track_id for e in p.ended] for p in prepared if p.ended] == [[0], [1]]
+
+
 def test_tracks_open_at_the_end_are_closed_by_the_closing_batch():
     producer = CropProducer(detector=_FaceInFramesMarked(), detect_every=5, full_detect_every=1, input_size=16,
-                            crop_margin=0.0)
+                            crop_margin=0.0, frame_s=0.1)
     prepared = _run(producer, _batches([True] * 12))
     assert [e.track_id for p in prepared[:-1] for e in p.ended] == []
     [track] = prepared[-1].ended
@@ -64,7 +75,8 @@ def test_tracks_open_at_the_end_are_closed_by_the_closing_batch():
 
 
 def test_without_a_detector_the_whole_frame_is_one_track():
-    producer = CropProducer(detector=None, detect_every=5, full_detect_every=1, input_size=16, crop_margin=0.0)
+    producer = CropProducer(detector=None, detect_every=5, full_detect_every=1, input_size=16, crop_margin=0.0,
+                            frame_s=0.1)
     prepared = _run(producer, _batches([False] * 6))
     assert [o.track_id for p in prepared for o in p.owners] == [0] * 6
     [track] = prepared[-1].ended

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.model.tracking import FaceTracker, iou_matrix
+from shared.model.tracking import MIN_PATIENCE_ROUNDS, TRACK_PATIENCE_S, FaceTracker, iou_matrix, patience_rounds
 from shared.model.types import Detection
 
 
@@ -102,4 +102,36 @@ def test_unconfirmed_tracks_end_without_an_id():
     tracker = FaceTracker(min_hits=2, max_missed=0)
     tracker.update(0, [_det(100, 100)])
     tracker.update(5, [])
+    assert tracker.take_ended() == []
+
+
+def test_patience_is_a_time_turned_into_detection_rounds():
+    assert patience_rounds(round_s=1 / 30) == 30  # detection every frame at 30 fps: 30 rounds
+    assert patience_rounds(round_s=5 / 30) == 6
+    assert patience_rounds(round_s=2.0) == MIN_PATIENCE_ROUNDS  # one miss never ends a track
+    assert patience_rounds(round_s=0.0) == MIN_PATIENCE_ROUNDS  # a stream without a frame rate
+    assert TRACK_PATIENCE_S == 1.0
+
+
+def test_carried_boxes_move_on_with_the_face():
+    tracker = FaceTracker()
+    tracker.update(0, [_det(100, 100)])
+    tracker.update(5, [_det(120, 100)])  # 4 px a frame to the right
+    [carried] = tracker.carry(7)
+    np.testing.assert_allclose(carried.box, [128, 100, 188, 160])
+    assert not carried.detected
+
+
+def test_a_face_hidden_while_it_moves_is_found_again_where_it_went():
+    tracker = FaceTracker(max_missed=30)
+    for frame in range(0, 10):
+        tracker.update(frame, [_det(100 + 4 * frame, 100)])
+    # Half hidden behind something: the box shrinks on its right side, as a detector boxes what it sees.
+    for frame in range(10, 14):
+        x = 100 + 4 * frame
+        tracker.update(frame, [Detection(box=np.array([x, 100, x + 30, 160], dtype=np.float32), score=0.9)])
+    for frame in range(14, 40):  # fully hidden for a second (26 frames)
+        assert tracker.update(frame, []) == []
+    [found] = tracker.update(40, [_det(260, 100)])
+    assert found.track_id == 0
     assert tracker.take_ended() == []
