@@ -14,6 +14,13 @@ from shared.model.types import Detection
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 NEAR_GROWTH = 0.5  # detect_near searches each tracked box grown by this fraction of its side, each side
 NEAR_SIZE_RANGE = 1.5  # ... for faces up to this factor smaller or larger than the box
+# Contrast is equalised per tile (CLAHE), not over the whole frame: with cv2.equalizeHist the flat
+# background and the rest of the picture set the mapping for the face too. On encoded clips of the
+# test photos (320×240 to 1280×720, 120 frames each) the cascade found every face in 1166 of 1440
+# frames that way (6 of 120 for Grace Hopper alone at 853×481); with CLAHE in all 1440, with 11
+# spurious boxes; with no equalisation also in all 1440, but with 300 spurious boxes.
+CLAHE_CLIP_LIMIT = 2.0
+CLAHE_TILES = (8, 8)
 
 
 class FaceDetectorUnavailableError(EngineError):
@@ -23,11 +30,12 @@ class FaceDetectorUnavailableError(EngineError):
 
 
 class HaarFaceDetector:
-    """Frontal faces on a downscaled, histogram-equalised grey frame; boxes in the input frame's pixels.
+    """Frontal faces on a downscaled, locally contrast-equalised grey frame; boxes in the input frame's pixels.
 
     The defaults were tuned on the bundled photos, alone and side by side at 640×360, with no hit on
-    face-free images. Haar returns no probability; `score` is the fraction of the cascade's overlapping hits that support
-    the box, capped at 1 (at least `min_neighbors` hits by construction).
+    face-free images, and checked on encoded clips from 320×240 to 1280×720. Haar returns no
+    probability; `score` is the fraction of the cascade's overlapping hits that support the box,
+    capped at 1 (at least `min_neighbors` hits by construction).
     """
 
     name = "opencv-haar"
@@ -112,7 +120,8 @@ class HaarFaceDetector:
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         if min(grey.shape) < min_side:
             return []
-        grey = cv2.equalizeHist(grey)
+        # a CLAHE object keeps working buffers, so each search makes its own (microseconds)
+        grey = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES).apply(grey)
         limits = {} if max_side is None else {"maxSize": (max_side, max_side)}
         rects, hits = self._cascade.detectMultiScale2(
             grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side),
