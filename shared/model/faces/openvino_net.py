@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from shared.model.faces.retinaface import RetinaFace
+from shared.model.runtime.openvino_loader import import_openvino
 
 KEEP_SIZES = 4
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
@@ -31,15 +32,13 @@ class OpenVINORetinaFace:
     def __init__(self, net: RetinaFace | None = None, *, ir_path: Path | None = None,
                  onnx_path: Path | None = None, precision: str = "fp32") -> None:
         """From the torch `net` (cached as IR at `ir_path`) or from `onnx_path`; exactly one of the two."""
-        import openvino as ov
-
         from shared.model.runtime.openvino_backend import cached_ir
 
         if (net is None) == (onnx_path is None):
             raise ValueError("give either a torch RetinaFace or an ONNX file")
         if precision not in OV_PRECISION:
             raise ValueError(f"unknown RetinaFace precision {precision!r}; expected one of {', '.join(OV_PRECISION)}")
-        self._core = ov.Core()
+        self._core = import_openvino().Core()
         if onnx_path is not None:
             from shared.model.faces.onnx_import import read_onnx_model
 
@@ -77,8 +76,7 @@ class OpenVINORetinaFace:
 
 def _convert(net: RetinaFace):
     """Trace `net` into an OpenVINO model with a dynamic batch and frame size."""
-    import openvino as ov
-
+    ov = import_openvino()
     example = torch.zeros(1, 3, 320, 320)
     # Traced (~4 s here): torch.export with a dynamic frame size took ~27 s for the same graph.
     # Tracing is deprecated in favour of export; its warnings say so on every load.

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shared.model.runtime.openvino_loader import import_nncf, import_openvino
 from shared.model.runtime.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class _Embed(nn.Module):
 
 def convert_trunk(model: nn.Module, *, input_size: int):
     """An `openvino.Model` computing `model.embed` for (N, 3, S, S) float32 input, N dynamic."""
-    import openvino as ov
+    ov = import_openvino()
 
     example = torch.zeros(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
@@ -56,7 +57,7 @@ def convert_trunk(model: nn.Module, *, input_size: int):
 
 def quantize_trunk(ov_model, calibration: np.ndarray):
     """NNCF post-training int8 quantization on normalised (N, 3, S, S) float32 calibration input."""
-    import nncf
+    nncf = import_nncf()
 
     chunks = [calibration[i : i + 8] for i in range(0, len(calibration), 8)]
     return nncf.quantize(ov_model, nncf.Dataset(chunks), subset_size=len(calibration), fast_bias_correction=True)
@@ -64,7 +65,7 @@ def quantize_trunk(ov_model, calibration: np.ndarray):
 
 def cached_ir(path: Path | None, make: Callable[[], object]):
     """Read the IR at `path` if present, else make it and try to save it there."""
-    import openvino as ov
+    ov = import_openvino()
 
     if path is not None and path.is_file():
         return ov.Core().read_model(str(path))
@@ -87,8 +88,7 @@ class OpenVINOTrunk:
     backend = "openvino"
 
     def __init__(self, ov_model, *, precision: str, preprocess: Preprocessor) -> None:
-        import openvino as ov
-
+        ov = import_openvino()
         config = {"INFERENCE_PRECISION_HINT": OV_HINTS[precision], "PERFORMANCE_HINT": "THROUGHPUT"}
         self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
         count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
