@@ -4,8 +4,11 @@ Makes its own clips (the bundled face photos, animated) and its own checkpoint (
 random weights: the compute is the real model's, the probabilities mean nothing). Each analysis runs
 in a fresh `deepfake analyze --json` process so its peak RSS is its own.
 
-Prints, per run: end-to-end frames/s, per-stage seconds and frames/s, the precision and backend
-used, peak RSS, and |Δp| of every window against the fp32 run of the same clip.
+Prints, per run: end-to-end frames/s and face crops/s, per-stage seconds and frames/s, the precision
+and backend used, peak RSS, and |Δp| of every window against the fp32 run of the same clip; and, in
+the same run, the CNN trunk alone (same checkpoint, precision and process set-up) in crops/s, with
+the ratio end-to-end / trunk alone: how much of the CNN's speed reaches the user. The face detector
+is the published RetinaFace from weights/ (install it with `deepfake weights fetch`).
 
     .venv/bin/python bench/engine_bench.py                # 1-minute and 10-minute clips
     .venv/bin/python bench/engine_bench.py --minutes 1 --device cuda --height 1080
@@ -58,6 +61,53 @@ def make_weights(weights_dir: Path, *, sequence_length: int) -> None:
         torch.save(SeedResNeXtLSTM().state_dict(), path)
 
 
+def install_detector(weights_dir: Path) -> str:
+    """The published RetinaFace beside the bench checkpoint (copied from the repo's weights/)."""
+    from shared.model.weights_registry import known_weights
+
+    entry = next(e for e in known_weights() if e.name == "retinaface-mobilenet0.25")
+    target = weights_dir / entry.filename
+    source = ROOT / "weights" / entry.filename
+    if not target.exists():
+        if not source.exists():
+            raise SystemExit(f"{source} is missing: run `.venv/bin/deepfake weights fetch {entry.name}` first")
+        target.write_bytes(source.read_bytes())
+    return entry.name
+
+
+TRUNK_ALONE = """
+import json, sys, time
+import numpy as np, torch
+from pathlib import Path
+from shared.model.checkpoints import find_checkpoint, load_model
+from shared.model.runtime import build_embedder
+from shared.model.runtime.calibration import calibration_crops
+weights_dir, length, precision, batch = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+model, spec = load_model(find_checkpoint(weights_dir, sequence_length=length), device=torch.device("cpu"))
+embedder = build_embedder(model, spec, device=torch.device("cpu"), precision=precision, batch_size=batch)
+crops = np.concatenate([calibration_crops(size=spec.input_size)] * 4)[: batch * 8]
+embedder(crops[:batch])
+best = 0.0
+for _ in range(3):
+    start = time.perf_counter(); embedder(crops); best = max(best, len(crops) / (time.perf_counter() - start))
+print(json.dumps({"crops_per_s": best, "precision": embedder.precision, "backend": embedder.backend}))
+"""
+
+
+def trunk_alone(*, weights_dir: Path, sequence_length: int, precision: str, batch_size: int) -> dict:
+    """The embedder by itself on real-face crops, in a fresh process set up as `analyze`'s is."""
+    done = subprocess.run([sys.executable, "-c", TRUNK_ALONE, str(weights_dir), str(sequence_length), precision,
+                           str(batch_size)], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def crops_per_s(result: dict) -> float:
+    """Face crops the CNN embedded per second of the analysis, model load excluded."""
+    crops = sum(track["frames"] for track in result["tracks"])
+    steady = result["timings"]["total_s"] - result["timings"].get("load_s", 0.0)
+    return crops / steady
+
+
 def _anonymous_bytes(pid: int) -> int:
     """The process's resident anonymous memory (heap, buffers): unlike RSS, it does not depend on
     how much of the shared libraries the page cache happens to map in (fault-around)."""
@@ -107,7 +157,8 @@ def report(label: str, result: dict, wall: float, peak_mb: float, peak_anon_mb: 
           f"detector {params['face_detector']}, precision {params['precision']} ({params['backend']}), "
           f"device {params['device']}")
     steady = timings["total_s"] - timings.get("load_s", 0.0)
-    print(f"   end-to-end {frames / steady:.1f} frames/s with the model loaded ({steady:.1f} s; a worker loads once)")
+    print(f"   end-to-end {frames / steady:.1f} frames/s with the model loaded ({steady:.1f} s; a worker loads once); "
+          f"{crops_per_s(result):.1f} face crops/s")
     print(f"   end-to-end {frames / timings['total_s']:.1f} frames/s incl. model load ({timings['total_s']:.1f} s); "
           f"process wall {wall:.1f} s, {frames / wall:.1f} frames/s incl. interpreter start-up")
     for stage in ("decode_s", "detect_s", "crop_s", "embed_s", "classify_s", "heatmaps_s", "load_s", "hash_s"):
@@ -142,9 +193,10 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     weights_dir = args.workdir / "weights"
     make_weights(weights_dir, sequence_length=args.sequence_length)
+    detector = install_detector(weights_dir)
     common = ["--device", args.device, "--sequence-length", str(args.sequence_length), *args.extra]
     print(f"CPU: {os.cpu_count()} logical cores, {_vector_features()}; "
-          f"clips {width}x{args.height} h264 30 fps, {args.faces} face(s)")
+          f"clips {width}x{args.height} h264 30 fps, {args.faces} face(s), detector {detector}")
 
     results: dict[tuple[float, str], tuple[dict, float, float]] = {}
     for minutes in args.minutes:
@@ -157,6 +209,14 @@ def main() -> None:
             report(f"{minutes:g} min, --precision {precision}", *results[(minutes, precision)])
 
     print("\n== summary")
+    if args.device == "cpu":
+        for (minutes, precision), (result, *_rest) in results.items():
+            alone = trunk_alone(weights_dir=weights_dir, sequence_length=args.sequence_length,
+                                precision=precision, batch_size=result["params"]["batch_size"])
+            ratio = crops_per_s(result) / alone["crops_per_s"]
+            print(f"   {minutes:g} min --precision {precision}: trunk alone {alone['crops_per_s']:.1f} crops/s "
+                  f"({alone['precision']}, {alone['backend']}); end to end {crops_per_s(result):.1f} crops/s "
+                  f"= ×{ratio:.2f} of the trunk alone")
     if (args.fp32_minutes, "fp32") in results and (args.fp32_minutes, "auto") in results:
         auto, fp32 = results[(args.fp32_minutes, "auto")][0], results[(args.fp32_minutes, "fp32")][0]
         speed = [r["frames_analyzed"] / (r["timings"]["total_s"] - r["timings"].get("load_s", 0.0))
