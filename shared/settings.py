@@ -36,6 +36,7 @@ class Settings:
     worker_queues: tuple[str, ...] = ("analysis",)
     job_max_attempts: int = 3
     heartbeat_timeout_s: int = 120
+    model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -54,6 +55,7 @@ class Settings:
             worker_queues=queues or ("analysis",),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
+            model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
         )
 
     @property
@@ -63,6 +65,15 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where converted and compiled models are kept (MODEL_CACHE_DIR, default DATA_DIR/cache/models).
+
+        Writable, unlike a weights folder mounted read-only, so each model is converted once, not once
+        per process.
+        """
+        return self.model_cache_override or self.data_dir / "cache" / "models"
 
     @property
     def effective_database_url(self) -> str:

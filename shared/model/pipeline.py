@@ -68,11 +68,12 @@ class EngineCache:
         start = time.perf_counter()
         device = select_device(options.device)
         model, spec = load_model(path, device=device)
+        cache_dir = self.settings.model_cache_dir  # writable, unlike a weights mount: converted models are kept
         embedder = build_embedder(model, spec, device=device, precision=options.precision,
-                                  batch_size=options.batch_size)
+                                  batch_size=options.batch_size, cache_dir=cache_dir)
         detector, detector_warnings = build_face_detector(
             kind=options.face_detector, device=device.type, weights_dir=Path(self.settings.weights_dir),
-            max_side=options.detect_max_side,
+            max_side=options.detect_max_side, cache_dir=cache_dir,
         )
         warnings = list(detector_warnings) + list(getattr(embedder, "warnings", []))
         return LoadedEngine(model=model, spec=spec, embedder=embedder, detector=detector, device=device,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from shared.model.faces.retinaface import RetinaFace
+from shared.model.runtime.model_cache import cached_ir
 from shared.model.runtime.openvino_loader import import_openvino
 
 KEEP_SIZES = 4
@@ -32,8 +33,6 @@ class OpenVINORetinaFace:
     def __init__(self, net: RetinaFace | None = None, *, ir_path: Path | None = None,
                  onnx_path: Path | None = None, precision: str = "fp32") -> None:
         """From the torch `net` (cached as IR at `ir_path`) or from `onnx_path`; exactly one of the two."""
-        from shared.model.runtime.openvino_backend import cached_ir
-
         if (net is None) == (onnx_path is None):
             raise ValueError("give either a torch RetinaFace or an ONNX file")
         if precision not in OV_PRECISION:

@@ -8,19 +8,17 @@ asynchronous requests (THROUGHPUT hint: one stream per core pair).
 from __future__ import annotations
 
 import importlib.util
-import logging
 import threading
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shared.model.runtime.model_cache import writable_dir
 from shared.model.runtime.openvino_loader import import_nncf, import_openvino
 from shared.model.runtime.preprocess import Preprocessor
 
-log = logging.getLogger(__name__)
 OV_HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
 
 
@@ -63,33 +61,18 @@ def quantize_trunk(ov_model, calibration: np.ndarray):
     return nncf.quantize(ov_model, nncf.Dataset(chunks), subset_size=len(calibration), fast_bias_correction=True)
 
 
-def cached_ir(path: Path | None, make: Callable[[], object]):
-    """Read the IR at `path` if present, else make it and try to save it there."""
-    ov = import_openvino()
-
-    if path is not None and path.is_file():
-        return ov.Core().read_model(str(path))
-    ov_model = make()
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".tmp-{path.name}")
-            ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
-            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-            tmp.replace(path)
-        except OSError as exc:  # a read-only weights folder only costs the next run the conversion
-            log.info("could not cache OpenVINO IR at %s: %s", path, exc)
-    return ov_model
-
-
 class OpenVINOTrunk:
     """Runs a compiled OpenVINO trunk on the CPU with the THROUGHPUT hint."""
 
     backend = "openvino"
 
-    def __init__(self, ov_model, *, precision: str, preprocess: Preprocessor) -> None:
+    def __init__(self, ov_model, *, precision: str, preprocess: Preprocessor, compiled_dir: Path | None = None) -> None:
+        """`compiled_dir`: OpenVINO keeps the compiled model there (its CACHE_DIR) and imports it next time:
+        0.24 s instead of 0.79 s for int8 here, 0.20 s instead of 0.26 s for fp32."""
         ov = import_openvino()
         config = {"INFERENCE_PRECISION_HINT": OV_HINTS[precision], "PERFORMANCE_HINT": "THROUGHPUT"}
+        if writable_dir(compiled_dir) is not None:  # OpenVINO raises if it cannot create the folder
+            config["CACHE_DIR"] = str(compiled_dir)
         self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
         count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.requests = [self.compiled.create_infer_request() for _ in range(max(count, 1))]
