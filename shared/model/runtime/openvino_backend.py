@@ -20,6 +20,7 @@ from shared.model.runtime.openvino_loader import import_nncf, import_openvino
 from shared.model.runtime.preprocess import Preprocessor
 
 OV_HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
+CALIBRATION_BATCH = 8  # crops per NNCF calibration sample (see quantize_trunk)
 
 
 def openvino_available() -> bool:
@@ -54,11 +55,18 @@ def convert_trunk(model: nn.Module, *, input_size: int):
 
 
 def quantize_trunk(ov_model, calibration: np.ndarray):
-    """NNCF post-training int8 quantization on normalised (N, 3, S, S) float32 calibration input."""
+    """NNCF post-training int8 quantization on normalised (N, 3, S, S) float32 calibration input.
+
+    Every crop is used, in batches of `CALIBRATION_BATCH`. NNCF counts each batch as one sample
+    ("6 samples" for 48 crops): an activation's range is the mean over batches of its per-batch
+    minimum and maximum. One crop per sample gives narrower ranges; on the seed network (random
+    weights) that measured further from fp32 (feature error 1.9 % mean, 3.3 % max, against 1.6 %
+    and 1.8 %), so the batches stay until a trained checkpoint says otherwise.
+    """
     nncf = import_nncf()
 
-    chunks = [calibration[i : i + 8] for i in range(0, len(calibration), 8)]
-    return nncf.quantize(ov_model, nncf.Dataset(chunks), subset_size=len(calibration), fast_bias_correction=True)
+    batches = [calibration[i : i + CALIBRATION_BATCH] for i in range(0, len(calibration), CALIBRATION_BATCH)]
+    return nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches), fast_bias_correction=True)
 
 
 class OpenVINOTrunk:
