@@ -33,10 +33,11 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("deepfake", broker=settings.redis_url, set_as_current=False)
     app.conf.update(_config(settings))
     app.deepfake_settings = settings
-    from worker import reaper, tasks
+    from worker import preload, reaper, tasks
 
     tasks.register(app)
     reaper.connect(app)
+    preload.connect(app)
     return app
 
 

@@ -1,12 +1,14 @@
 """Per-process worker state: the settings, a database session factory and the engine cache.
 
-Built lazily on the first task of each process (after any fork), so a prefork parent never
-opens database connections or initialises CUDA, and the model loads once per process.
+Built lazily in each process after any fork (as it starts, for the preload, or on its first task),
+so a prefork parent never opens database connections or initialises CUDA, and the model loads once
+per process.
 """
 from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ class WorkerContext:
     session_factory: sessionmaker[Session]
     pid: int
     _engine_cache: Any = field(default=None, repr=False)
+    _engine_cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def worker_name(self) -> str:
@@ -30,11 +33,12 @@ class WorkerContext:
     @property
     def engine_cache(self) -> Any:
         """The process's shared.model.pipeline.EngineCache (imports torch on first use)."""
-        if self._engine_cache is None:
-            from shared.model.pipeline import EngineCache
+        with self._engine_cache_lock:  # the preload thread and the first task may ask at once
+            if self._engine_cache is None:
+                from shared.model.pipeline import EngineCache
 
-            self._engine_cache = EngineCache(self.settings)
-        return self._engine_cache
+                self._engine_cache = EngineCache(self.settings)
+            return self._engine_cache
 
 
 _context: WorkerContext | None = None

@@ -40,12 +40,17 @@ class LoadedEngine:
 
 
 class EngineCache:
-    """Loads each (checkpoint, device, precision, detector) combination once per process."""
+    """Loads each (checkpoint, device, precision, detector) combination once per process.
+
+    Each combination loads under its own lock: a job never waits for another combination's load
+    (a worker preloads the default one at start while its first job may ask for another).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engines: dict[tuple, LoadedEngine] = {}
-        self._lock = threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the two dicts
 
     def get(self, options: AnalysisOptions) -> LoadedEngine:
         from shared.model.checkpoints import find_checkpoint
@@ -56,8 +61,12 @@ class EngineCache:
         key = (str(Path(path).resolve()), options.device, options.precision, options.face_detector,
                options.detect_max_side, options.batch_size)
         with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # a second caller for the same combination waits, then finds it loaded
             if key not in self._engines:
-                self._engines[key] = self._load(Path(path), options)
+                engine = self._load(Path(path), options)
+                with self._lock:
+                    self._engines[key] = engine
             return self._engines[key]
 
     def _load(self, path: Path, options: AnalysisOptions) -> LoadedEngine:
