@@ -39,12 +39,14 @@ def build_face_detector(
     backbone: str | None = None,
     registry: Sequence[KnownWeights] | None = None,
     cache_dir: Path | None = None,
+    threads: int = 0,
 ) -> tuple[FaceDetector | None, list[Reason]]:
     """The face detector for `kind` (auto|retinaface|opencv|none) and the warnings its choice implies.
 
     "none" → (None, []): the caller uses the whole frame. "retinaface" without weights raises
     WeightsNotFoundError; "auto" then falls back to OpenCV's Haar cascade with a warning.
-    `cache_dir` holds the OpenVINO form of torch checkpoints (default: `.openvino-cache/` beside them).
+    `cache_dir` holds the OpenVINO form of torch checkpoints (default: `.openvino-cache/` beside them);
+    `threads` caps the detector's threads (its share of the process's thread budget; 0: uncapped).
     """
     if kind not in KINDS:
         raise InvalidOptionsError(f"unknown face detector {kind!r}; choose one of {', '.join(KINDS)}")
@@ -56,7 +58,7 @@ def build_face_detector(
     found = _find_weights(Path(weights_dir), device=device, backbone=backbone, registry=registry)
     if found is not None:
         return _retinaface(found, device=device, max_side=max_side, score_threshold=score_threshold,
-                           registry=registry, cache_dir=cache_dir), []
+                           registry=registry, cache_dir=cache_dir, threads=threads), []
     if kind == "retinaface":
         raise WeightsNotFoundError(_missing_message(Path(weights_dir), device=device, backbone=backbone,
                                                     registry=registry))
@@ -104,7 +106,7 @@ def _missing_message(weights_dir: Path, *, device: str, backbone: str | None,
 
 def _retinaface(found: tuple[Path, KnownWeights | None, str], *, device: str, max_side: int,
                 score_threshold: float, registry: Sequence[KnownWeights] | None,
-                cache_dir: Path | None) -> FaceDetector:
+                cache_dir: Path | None, threads: int) -> FaceDetector:
     from shared.model.faces.inference import RetinaFaceDetector
     from shared.model.weights_registry import NORMALISATION
 
@@ -115,15 +117,16 @@ def _retinaface(found: tuple[Path, KnownWeights | None, str], *, device: str, ma
         from shared.model.faces.openvino_net import OpenVINORetinaFace
 
         # OpenVINO reads the published ONNX as it is: no torch network, no conversion to cache.
-        family = entry.family if entry is not None else "pytorch-retinaface"
-        net = OpenVINORetinaFace(onnx_path=path, precision=detector_precision(device))
-        return RetinaFaceDetector(net, normalisation=NORMALISATION[family], **options)
+        norm = NORMALISATION[entry.family if entry is not None else "pytorch-retinaface"]
+        net = OpenVINORetinaFace(onnx_path=path, precision=detector_precision(device), normalisation=norm,
+                                 threads=threads)
+        return RetinaFaceDetector(net, normalisation=norm, **options)
     from shared.model.faces.checkpoint import load_detector_weights
 
     loaded = load_detector_weights(path, backbone=backbone, entry=entry, registry=registry)
     ir_path = _ir_path(path, backbone, cache_dir) if backend == "openvino" else None
     return RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, backend=backend, ir_path=ir_path,
-                              **options)
+                              threads=threads, **options)
 
 
 IR_VERSION = "v1"  # bump when the traced graph changes, so stale cached IRs are not read

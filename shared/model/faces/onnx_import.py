@@ -64,10 +64,10 @@ def read_onnx_model(path: Path) -> Any:
         raise CheckpointFormatError(
             f"{path.name} refers to external data files; only a self-contained ONNX file is read"
         )
-    import openvino as ov
+    from shared.model.runtime.openvino_loader import import_openvino
 
     try:
-        return ov.Core().read_model(data)
+        return import_openvino().Core().read_model(data)
     except Exception as exc:  # OpenVINO raises bare RuntimeErrors (and others) for foreign bytes
         raise CheckpointFormatError(f"{path.name} is not an ONNX model OpenVINO can read: {_reason(exc)}") from exc
 

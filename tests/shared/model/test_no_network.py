@@ -84,8 +84,6 @@ def test_analyze_makes_no_network_connection_and_writes_only_where_told(tmp_path
     assert any(re.search(r"-int8\.xml$", name) for name in files_under(data))
 
 
-@pytest.mark.xfail(strict=True, reason="shared/model/faces/onnx_import.py imports openvino directly: route it through "
-                   "openvino_loader.import_openvino, then drop this mark")
 def test_only_the_loader_imports_openvino_or_nncf():
     """Every import goes through `openvino_loader`, which turns telemetry off first."""
     pattern = re.compile(r"^\s*(import|from)\s+(openvino|nncf)\b", re.MULTILINE)

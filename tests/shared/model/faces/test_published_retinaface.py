@@ -25,8 +25,9 @@ TRUSTED = 0.9  # a real, frontal, unoccluded face scores above 0.99 here; 0.9 le
 
 
 def _detector(weights: Path, precision: str = "fp32") -> RetinaFaceDetector:
-    net = OpenVINORetinaFace(onnx_path=weights, precision=precision)
-    return RetinaFaceDetector(net, normalisation=NORMALISATION["pytorch-retinaface"], max_side=640)
+    norm = NORMALISATION["pytorch-retinaface"]
+    net = OpenVINORetinaFace(onnx_path=weights, precision=precision, normalisation=norm)
+    return RetinaFaceDetector(net, normalisation=norm, max_side=640)
 
 
 @pytest.fixture(scope="module")
