@@ -99,6 +99,9 @@ def worker_command(args: argparse.Namespace) -> int:
     except MissingBrokerError as exc:
         raise CommandError(str(exc)) from None
     hostname = args.hostname or f"analysis-{os.getpid()}@%h"
+    if pool == "prefork" and "ENGINE_PROCESSES" not in os.environ:
+        # The pool's children share this machine's cores: each takes its share of the thread budget.
+        os.environ["ENGINE_PROCESSES"] = str(max(1, args.concurrency))
     app.worker_main(["worker", "--queues", ",".join(settings.worker_queues), "--pool", pool,
                      "--concurrency", str(args.concurrency), "--hostname", hostname,
                      "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"])
@@ -180,7 +183,7 @@ def serve_command(args: argparse.Namespace) -> int:
                 settings = replace(settings, redis_url=redis_url)
             settings = replace(settings, database_url=settings.effective_database_url)
             migrate(settings)
-            workers += [start_worker_process(settings, index=i) for i in range(args.workers)]
+            workers += [start_worker_process(settings, index=i, processes=args.workers) for i in range(args.workers)]
             supervisor = WorkerSupervisor(settings, workers, redis=redis_process)
             supervisor.start()
             _serve_web(settings, host=args.host, port=args.port)
@@ -239,7 +242,7 @@ class WorkerSupervisor(threading.Thread):
             recent.append(now)
             print(f"deepfake: worker {index} exited with code {code}; restarting it (log: {log_path})",
                   file=sys.stderr, flush=True)
-            self.workers[index] = start_worker_process(self.settings, index=index)
+            self.workers[index] = start_worker_process(self.settings, index=index, processes=len(self.workers))
         if self.redis is not None and self.redis.poll() is not None and not self._redis_reported:
             self._redis_reported = True
             print(f"deepfake: the embedded Redis exited with code {self.redis.returncode}; jobs can no longer be "
@@ -270,10 +273,12 @@ def start_embedded_redis(folder: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
 
 
-def start_worker_process(settings, *, index: int) -> subprocess.Popen:
-    """`deepfake worker` as a child; on a GPU machine each worker gets its own GPU (solo pool)."""
+def start_worker_process(settings, *, index: int, processes: int = 1) -> subprocess.Popen:
+    """`deepfake worker` as a child; on a GPU machine each worker gets its own GPU (solo pool).
+    `processes` workers share the machine's cores (each takes its share of the thread budget)."""
     env = {"REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
-           "DATA_DIR": str(Path(settings.data_dir).resolve()), "WEIGHTS_DIR": str(Path(settings.weights_dir).resolve())}
+           "DATA_DIR": str(Path(settings.data_dir).resolve()), "WEIGHTS_DIR": str(Path(settings.weights_dir).resolve()),
+           "ENGINE_PROCESSES": os.environ.get("ENGINE_PROCESSES", str(max(1, processes)))}
     gpus = gpu_count() if _wants_gpu(settings.device) else 0
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)

@@ -37,6 +37,8 @@ class Settings:
     job_max_attempts: int = 3
     heartbeat_timeout_s: int = 120
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
+    engine_threads: int = 0  # ENGINE_THREADS: cores one analysing process may use; 0 = its fair share
+    engine_processes: int = 1  # ENGINE_PROCESSES: analysing processes sharing this machine's cores
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -56,6 +58,8 @@ class Settings:
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
+            engine_threads=_int(env, "ENGINE_THREADS", 0),
+            engine_processes=max(1, _int(env, "ENGINE_PROCESSES", 1)),
         )
 
     @property

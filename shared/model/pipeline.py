@@ -17,6 +17,7 @@ import torch
 from shared.model.result import AnalysisResult
 from shared.model.stages.run import CancelCheck, ProgressCallback, run_analysis
 from shared.model.types import Reason
+from shared.model.runtime.threads import ThreadBudget
 from shared.options import AnalysisOptions
 from shared.settings import Settings
 
@@ -32,6 +33,7 @@ class LoadedEngine:
     device: torch.device
     warnings: list[Reason]
     load_s: float
+    threads: ThreadBudget = field(default_factory=ThreadBudget.for_process)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -48,6 +50,9 @@ class EngineCache:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # One budget for every library in this process that starts threads (see runtime/threads.py).
+        self.thread_budget = ThreadBudget.for_process(requested=settings.engine_threads,
+                                                      processes=settings.engine_processes)
         self._engines: dict[tuple, LoadedEngine] = {}
         self._loading: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()  # guards the two dicts
@@ -76,17 +81,19 @@ class EngineCache:
 
         start = time.perf_counter()
         device = select_device(options.device)
+        threads = self.thread_budget
+        threads.apply_to_torch()
         model, spec = load_model(path, device=device)
         cache_dir = self.settings.model_cache_dir  # writable, unlike a weights mount: converted models are kept
         embedder = build_embedder(model, spec, device=device, precision=options.precision,
-                                  batch_size=options.batch_size, cache_dir=cache_dir)
+                                  batch_size=options.batch_size, cache_dir=cache_dir, threads=threads.cnn)
         detector, detector_warnings = build_face_detector(
             kind=options.face_detector, device=device.type, weights_dir=Path(self.settings.weights_dir),
-            max_side=options.detect_max_side, cache_dir=cache_dir,
+            max_side=options.detect_max_side, cache_dir=cache_dir, threads=threads.producer,
         )
         warnings = list(detector_warnings) + list(getattr(embedder, "warnings", []))
         return LoadedEngine(model=model, spec=spec, embedder=embedder, detector=detector, device=device,
-                            warnings=warnings, load_s=time.perf_counter() - start)
+                            warnings=warnings, load_s=time.perf_counter() - start, threads=threads)
 
 
 def analyze_video(

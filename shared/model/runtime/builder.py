@@ -63,6 +63,7 @@ class _CpuPlan:
     spec: ModelSpec
     backend: str
     cache_dir: Path | None
+    threads: int = 0  # OpenVINO inference threads (the thread budget's CNN share); 0 = its own choice
     crops: np.ndarray | None = None
     reference: torch.Tensor | None = None
     warnings: list[Reason] = field(default_factory=list)
@@ -125,11 +126,11 @@ class _CpuPlan:
         return TorchTrunk(self.model, device=cpu, precision=precision, channels_last=True, preprocess=_preprocessor(self.spec))
 
     def openvino_trunk(self, precision: str) -> Trunk:
-        key = self.key(f"openvino-{precision}")
+        key = self.key(f"openvino-{precision}-threads{self.threads}")
         if key in _TRUNKS:
             return _TRUNKS[key]
         trunk = ovb.OpenVINOTrunk(self._ir(precision), precision=precision, preprocess=_preprocessor(self.spec),
-                                  compiled_dir=self.compiled_dir())
+                                  compiled_dir=self.compiled_dir(), threads=self.threads)
         if key is not None:
             _TRUNKS[key] = trunk
         return trunk
@@ -236,12 +237,14 @@ def build_embedder(
     batch_size: int = 32,
     backend: str = "auto",
     cache_dir: Path | None = None,
+    threads: int = 0,
 ) -> Embedder:
     """An Embedder for `model` on `device` at `precision` (auto|fp32|bf16|int8).
 
     `backend` (auto|torch|openvino) restricts the CPU choice; `cache_dir` holds converted
     OpenVINO IR and OpenVINO's compiled models (the service passes `Settings.model_cache_dir`;
-    default: `.openvino-cache/` beside the checkpoint; used only where writable).
+    default: `.openvino-cache/` beside the checkpoint; used only where writable); `threads` caps
+    OpenVINO's inference threads on the CPU (0: one per core).
     """
     if precision not in PRECISIONS:
         raise InvalidOptionsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -253,6 +256,6 @@ def build_embedder(
         trunk, warnings = _cuda_trunk(model, spec, device, precision)
     else:
         plan = _CpuPlan(model=model.to("cpu").eval(), spec=spec, backend=backend,
-                        cache_dir=cache_dir or _default_cache_dir(spec))
+                        cache_dir=cache_dir or _default_cache_dir(spec), threads=threads)
         trunk, warnings = _CPU_CHOICES[precision](plan), plan.warnings
     return Embedder(model=model, spec=spec, trunk=trunk, device=device, batch_size=batch_size, warnings=warnings)

@@ -6,7 +6,6 @@ with what the later stages need to know about them: their most confident detecti
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,11 +57,12 @@ class CropProducer:
     """Detects, tracks and crops faces batch by batch; owns the tracker and its own timings."""
 
     def __init__(self, *, detector, detect_every: int, full_detect_every: int, input_size: int,
-                 crop_margin: float, frame_s: float) -> None:
+                 crop_margin: float, frame_s: float, crop_threads: int = MAX_CROP_THREADS) -> None:
         """`detector` None crops whole frames (one track); else faces are detected every
         `detect_every`-th analysed frame (whole-frame searches every `full_detect_every`-th round
         for detectors that can search near known faces). `frame_s` is the time between analysed
-        frames, which turns the tracker's patience into detection rounds."""
+        frames, which turns the tracker's patience into detection rounds. `crop_threads` is the crop
+        pool's share of the process's thread budget."""
         self.detector = detector
         self.detect_every = detect_every
         self.full_detect_every = full_detect_every
@@ -75,8 +75,9 @@ class CropProducer:
         self._last_index = -1
         self._best_score: dict[int, float] = {}
         self._boxes: dict[int, BoxSampler] = {}
-        self._pool = ThreadPoolExecutor(max_workers=min(MAX_CROP_THREADS, os.cpu_count() or 1),
-                                        thread_name_prefix="crop")
+        # One crop thread is this thread itself: handing each frame to a pool of one only adds overhead.
+        workers = max(1, min(MAX_CROP_THREADS, crop_threads))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crop") if workers > 1 else None
 
     def batches(self, frames: Iterable[FrameBatch]) -> Iterator[PreparedBatch]:
         """Prepared batches, then one closing batch that ends every open track."""
@@ -102,7 +103,8 @@ class CropProducer:
                              ended=self._ended(ids), end_of_video=True)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     # --- detection and tracking ----------------------------------------------------------------
     def _track(self, batch: FrameBatch) -> list[list[TrackedBox]]:
@@ -185,7 +187,10 @@ class CropProducer:
                   for i, boxes in enumerate(tracked) for b in boxes]
         if not jobs:
             return None, owners
-        crops = list(self._pool.map(self._crop_frame, jobs)) if len(jobs) > 1 else [self._crop_frame(jobs[0])]
+        if self._pool is not None and len(jobs) > 1:
+            crops = list(self._pool.map(self._crop_frame, jobs))
+        else:
+            crops = [self._crop_frame(job) for job in jobs]
         return np.concatenate(crops), owners
 
     def _crop_frame(self, job: tuple[np.ndarray, list[TrackedBox]]) -> np.ndarray:

@@ -67,10 +67,13 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
 
     frame_bytes = max(1, info.width * info.height * 3)
     decode_batch = max(1, min(options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
-    reader = VideoReader(path, batch_size=decode_batch, frame_stride=options.frame_stride, info=info)
+    threads = engine.threads  # the producer's decoder and crop pool keep to their share of the cores
+    reader = VideoReader(path, batch_size=decode_batch, frame_stride=options.frame_stride, info=info,
+                         threads=threads.producer)
     producer = CropProducer(detector=engine.detector, detect_every=options.detect_every,
                             full_detect_every=options.full_detect_every, input_size=engine.spec.input_size,
-                            crop_margin=options.crop_margin, frame_s=_analysed_frame_s(info, options))
+                            crop_margin=options.crop_margin, frame_s=_analysed_frame_s(info, options),
+                            crop_threads=threads.producer)
     plan = WindowPlan.of(options, engine.spec)
     consumer = WindowConsumer(engine=engine, plan=plan, options=options)
     progress = _ProgressReporter(on_progress, expected_frames=-(-info.frames // options.frame_stride))

@@ -37,6 +37,9 @@ class VideoReader:
     side is at most that; None keeps the source size. Frames keep the first frame's size if the
     stream changes resolution midway.
 
+    `threads` caps the decoder's own threads (0: FFmpeg picks, one per core and more), so the
+    decoder keeps to its share of the process's thread budget.
+
     `problems` collects what went wrong while decoding (a `truncated` file, `decode_errors`);
     `frames_decoded` counts source frames decoded so far. Zero decodable frames raises
     NoDecodableFramesError at the end of iteration.
@@ -50,8 +53,10 @@ class VideoReader:
         frame_stride: int = 1,
         info: VideoInfo | None = None,
         max_side: int | None = None,
+        threads: int = 0,
     ) -> None:
         _require_positive(batch_size=batch_size, frame_stride=frame_stride, max_side=max_side)
+        self.threads = max(0, int(threads))
         self.path = check_local_file(path)
         self.info = info if info is not None else probe_video(self.path)
         self.batch_size = batch_size
@@ -98,6 +103,7 @@ class VideoReader:
         with open_container(self.path) as container:
             stream = video_stream(container, path=self.path)
             stream.thread_type = "AUTO"  # frame threading: measured faster in bench/decode_bench.py
+            stream.codec_context.thread_count = self.threads
             self._stated_end_s = self._stated_duration(stream)
             builder = _BatchBuilder(self, stream)
             last_time = None
