@@ -156,7 +156,7 @@ def test_supervisor_gives_up_on_a_worker_that_keeps_dying(tmp_path, monkeypatch,
 
     started = []
 
-    def start_failing_worker(settings, *, index):
+    def start_failing_worker(settings, *, index, processes=1):
         process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
         process.wait()
         started.append(process)
