@@ -76,7 +76,7 @@ def _analyze(job: Job, *, context: WorkerContext, reporter: ProgressReporter) ->
     params.setdefault("device", context.settings.device)
     options = AnalysisOptions.from_mapping(params)
     video = _upload_path(context.settings.uploads_dir, job.stored_name)
-    return analyze_video(video, options=options, cache=context.engine_cache,
+    return analyze_video(video, options=options, cache=context.engine_cache, sha256=job.upload_sha256,
                          on_progress=reporter.on_progress, should_cancel=reporter.should_stop)
 
 

@@ -103,20 +103,27 @@ def analyze_video(
     cache: EngineCache,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    sha256: str | None = None,
 ) -> AnalysisResult:
-    """Analyse every (frame_stride-th) frame of the video; raises the engine's typed errors."""
+    """Analyse every (frame_stride-th) frame of the video; raises the engine's typed errors.
+
+    `sha256` is the file's digest when the caller already knows it (the service hashed the upload
+    as it arrived), so the file is not read a second time. `timings["load_s"]` is what this
+    analysis spent getting its model: 0 when it was already loaded.
+    """
     from shared.model.video import probe_video, sha256_file
 
     started = time.perf_counter()
     info = probe_video(path)
     probe_s = time.perf_counter() - started
     engine = cache.get(options)
+    load_s = time.perf_counter() - started - probe_s
     with engine.lock:  # one analysis at a time per loaded model (threads share it safely this way)
-        timings = {"probe_s": probe_s, "load_s": engine.load_s}
+        timings = {"probe_s": probe_s, "load_s": load_s}
         result = run_analysis(Path(path), info=info, engine=engine, options=options, on_progress=on_progress,
                               should_cancel=should_cancel, timings=timings)
     hash_start = time.perf_counter()
-    result.video["sha256"] = sha256_file(path)
+    result.video["sha256"] = sha256 or sha256_file(path)
     result.timings["hash_s"] = time.perf_counter() - hash_start
     result.timings["total_s"] = time.perf_counter() - started
     return result

@@ -143,6 +143,20 @@ def test_frame_stride_analyses_every_nth_frame(tmp_path, cache):
     assert result.tracks[0].windows[0].end_frame == 6  # frames 0, 2, 4, 6
 
 
+def test_a_known_digest_is_used_and_load_time_is_this_analysis_own(tmp_path, cache):
+    from shared.files import sha256_file
+
+    clip = make_face_clip(tmp_path / "h.mp4", seconds=0.5, fps=10, width=160, height=120)
+    computed = analyze_video(clip, options=_options(face_detector="none"), cache=cache)
+    assert computed.video["sha256"] == sha256_file(clip)
+    # The service hashed the upload as it arrived: the file is not read again for it.
+    given = analyze_video(clip, options=_options(face_detector="none"), cache=cache, sha256="ab" * 32)
+    assert given.video["sha256"] == "ab" * 32
+    engine = cache.get(_options(face_detector="none"))
+    # Loaded by an earlier analysis: this one did not spend the engine's load time again.
+    assert given.timings["load_s"] < engine.load_s
+
+
 def test_not_a_video_is_a_typed_error(tmp_path, cache):
     path = tmp_path / "notes.mp4"
     path.write_text("this is not a video")
