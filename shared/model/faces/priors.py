@@ -85,21 +85,11 @@ def select(
 
     boxes (N, P, 4), scores (N, P), landmarks (N, P, 5, 2) or None; one NMS pass for the whole batch.
     """
-    passing = scores >= score_threshold
-    counts = passing.sum(dim=1)
-    if counts.numel() and int(counts.max()) > MAX_CANDIDATES:
-        floor = scores.topk(MAX_CANDIDATES, dim=1).values[:, -1:]
-        passing &= scores >= floor
-    image_idx, prior_idx = torch.nonzero(passing, as_tuple=True)
+    image_idx, prior_idx = _candidates(scores, score_threshold)
     kept_boxes = boxes[image_idx, prior_idx].float()
-    kept_scores = scores[image_idx, prior_idx].float()
-    keep = batched_nms(kept_boxes, kept_scores, image_idx, iou_threshold)
-    results = []
-    for i in range(scores.shape[0]):
-        mine = keep[image_idx[keep] == i]
-        lms = landmarks[image_idx[mine], prior_idx[mine]] if landmarks is not None else None
-        results.append((kept_boxes[mine], kept_scores[mine], lms))
-    return results
+    kept_landmarks = landmarks[image_idx, prior_idx] if landmarks is not None else None
+    return _suppressed(kept_boxes, scores[image_idx, prior_idx].float(), kept_landmarks, image_idx,
+                       images=scores.shape[0], iou_threshold=iou_threshold)
 
 
 def select_decoded(
@@ -118,23 +108,35 @@ def select_decoded(
     result as decoding every prior and then selecting, at a fraction of the cost: a frame has
     ~17,000 priors at 640×360 and a few dozen pass (decoding all took ~4 ms a frame here).
     """
+    image_idx, prior_idx = _candidates(scores, score_threshold)
+    chosen = priors[prior_idx]
+    kept_boxes = decode_boxes(loc[image_idx, prior_idx], chosen, size=size).float()
+    kept_landmarks = None
+    if landmark_offsets is not None:
+        kept_landmarks = decode_landmarks(landmark_offsets[image_idx, prior_idx], chosen, size=size)
+    return _suppressed(kept_boxes, scores[image_idx, prior_idx].float(), kept_landmarks, image_idx,
+                       images=scores.shape[0], iou_threshold=iou_threshold)
+
+
+def _candidates(scores: torch.Tensor, score_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, prior) indices of the scores that pass, at most MAX_CANDIDATES per image (the best)."""
     passing = scores >= score_threshold
     counts = passing.sum(dim=1)
     if counts.numel() and int(counts.max()) > MAX_CANDIDATES:
         floor = scores.topk(MAX_CANDIDATES, dim=1).values[:, -1:]
         passing &= scores >= floor
     image_idx, prior_idx = torch.nonzero(passing, as_tuple=True)
-    chosen = priors[prior_idx]
-    kept_boxes = decode_boxes(loc[image_idx, prior_idx], chosen, size=size).float()
-    kept_scores = scores[image_idx, prior_idx].float()
-    landmarks = None
-    if landmark_offsets is not None:
-        landmarks = decode_landmarks(landmark_offsets[image_idx, prior_idx], chosen, size=size)
-    keep = batched_nms(kept_boxes, kept_scores, image_idx, iou_threshold)
+    return image_idx, prior_idx
+
+
+def _suppressed(boxes: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor | None, image_idx: torch.Tensor,
+                *, images: int, iou_threshold: float) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """NMS over the candidates of a batch, then each image's kept (boxes, scores, landmarks), best first."""
+    keep = batched_nms(boxes, scores, image_idx, iou_threshold)
     results = []
-    for i in range(scores.shape[0]):
+    for i in range(images):
         mine = keep[image_idx[keep] == i]
-        results.append((kept_boxes[mine], kept_scores[mine], landmarks[mine] if landmarks is not None else None))
+        results.append((boxes[mine], scores[mine], landmarks[mine] if landmarks is not None else None))
     return results
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from shared.model.faces.priors import decode_boxes, decode_landmarks, prior_boxes, select
+from shared.model.faces.priors import decode_boxes, decode_landmarks, prior_boxes, select, select_decoded
 
 
 def test_prior_count_for_known_sizes():
@@ -95,3 +95,19 @@ def test_at_most_max_candidates_per_image_reach_nms_best_first():
     [(kept_boxes, kept_scores, _)] = select(boxes, scores, score_threshold=0.6)
     assert len(kept_scores) == MAX_CANDIDATES
     assert kept_scores.min() >= scores[0, -MAX_CANDIDATES]
+
+
+def test_decoding_only_the_passing_priors_selects_what_decoding_all_does():
+    size = (96, 160)
+    priors = prior_boxes(*size)
+    generator = torch.Generator().manual_seed(7)
+    loc = torch.randn(3, priors.shape[0], 4, generator=generator)
+    offsets = torch.randn(3, priors.shape[0], 10, generator=generator)
+    scores = torch.rand(3, priors.shape[0], generator=generator)
+    everything = select(decode_boxes(loc, priors, size=size), scores, decode_landmarks(offsets, priors, size=size),
+                        score_threshold=0.95, iou_threshold=0.4)
+    passing_only = select_decoded(loc, scores, offsets, priors, size=size, score_threshold=0.95, iou_threshold=0.4)
+    assert sum(len(s) for _, s, _ in everything) > 3  # the comparison is over real detections
+    for (boxes_a, scores_a, marks_a), (boxes_b, scores_b, marks_b) in zip(everything, passing_only):
+        assert torch.equal(scores_a, scores_b)
+        assert torch.allclose(boxes_a, boxes_b) and torch.allclose(marks_a, marks_b)
