@@ -30,6 +30,8 @@ Data access (`shared.db.jobs`, all keyword-only; see that module for which ones 
     cancel_running_job(session, job_id, attempt=None) -> bool
     release_job(session, job_id, attempt) -> bool   running → queued before a retry
     reap_stale_jobs(session, stale_after_s, max_attempts) -> list[str]  (ids to enqueue again)
+    unsent_queued_jobs(session, sent_before_s, limit=500) -> list[str]   queued, not sent for a while
+    record_resend(session, job_id, sent_before_s) -> bool   sent_at = now (flushed; send, then commit)
     result_windows(result) -> list[dict]
 
 Artifact files (`shared.db.artifacts`):

@@ -4,7 +4,11 @@ Transactions: the web-facing writes (`create_job`, `request_cancel`) flush but d
 the caller commits (the web app commits *before* it enqueues the task). The worker-facing
 transitions (`claim_job`, `heartbeat`, `record_progress`, `complete_job`, `fail_job`,
 `cancel_running_job`, `reap_stale_jobs`) commit, because other processes must see them at once.
-Reads commit nothing.
+`record_resend` flushes only: the reaper sends the task, then commits. Reads commit nothing.
+
+`sent_at` is when the job's task message was last sent (set at creation, because the web sends right
+after committing; and at each requeue). A job queued and not sent for a while may have lost its
+message; the reaper checks the broker and sends it again (see worker.reaper).
 
 The optional `attempt` of the worker-facing functions is the `attempts` value the claim
 returned: a worker whose job was reaped and claimed again by another worker then changes
@@ -66,7 +70,7 @@ def create_job(
         owner=owner, status=JobStatus.QUEUED.value, created_at=now, updated_at=now,
         params=dict(params), upload_name=upload_name, stored_name=stored_name,
         upload_size=upload_size, upload_sha256=upload_sha256,
-        progress_done=0, attempts=0, cancel_requested=False,
+        progress_done=0, attempts=0, cancel_requested=False, sent_at=now,
     )
     if job_id is not None:
         job.id = job_id
@@ -287,7 +291,7 @@ def release_job(*, session: Session, job_id: str, attempt: int) -> bool:
     _update(session, and_(_running(job_id, attempt), Job.cancel_requested.is_(True)),
             status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now)
     done = _update(session, _running(job_id, attempt), status=JobStatus.QUEUED.value, worker=None,
-                   heartbeat_at=None, updated_at=now)
+                   heartbeat_at=None, updated_at=now, sent_at=now)
     session.commit()
     return done
 
@@ -309,11 +313,32 @@ def reap_stale_jobs(*, session: Session, stale_after_s: float, max_attempts: int
     requeued = []
     for job_id, attempts in session.execute(select(Job.id, Job.attempts).where(stale)).all():
         guard = and_(Job.id == job_id, stale, Job.attempts == attempts)
-        if _update(session, guard, status=JobStatus.QUEUED.value, worker=None, heartbeat_at=None, updated_at=now):
+        if _update(session, guard, status=JobStatus.QUEUED.value, worker=None, heartbeat_at=None, updated_at=now,
+                   sent_at=now):
             requeued.append(job_id)
     if commit:
         session.commit()
     return requeued
+
+
+def unsent_queued_jobs(*, session: Session, sent_before_s: float, limit: int = 500) -> list[str]:
+    """Ids of queued jobs whose task was last sent more than `sent_before_s` ago (or at an unknown
+    time), oldest first: their message may be lost, or they may just wait in a long queue."""
+    cutoff = utcnow() - timedelta(seconds=sent_before_s)
+    query = select(Job.id).where(Job.status == JobStatus.QUEUED.value, _sent_before(cutoff))
+    return list(session.scalars(query.order_by(Job.created_at, Job.id).limit(limit)))
+
+
+def record_resend(*, session: Session, job_id: str, sent_before_s: float) -> bool:
+    """Mark a queued job's task as sent now, if it was last sent more than `sent_before_s` ago.
+
+    Flushed, not committed: the caller sends the task, then commits. Of concurrent reapers only
+    one wins the conditional UPDATE, so a lost message is sent again once, not once per reaper.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=sent_before_s)
+    return _update(session, and_(Job.id == job_id, Job.status == JobStatus.QUEUED.value, _sent_before(cutoff)),
+                   sent_at=now)
 
 
 def result_windows(result: Mapping[str, Any]) -> list[dict]:
@@ -348,6 +373,10 @@ def _stale(now: datetime, stale_after_s: float) -> ColumnElement[bool]:
         Job.status == JobStatus.RUNNING.value,
         or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < threshold),
     )
+
+
+def _sent_before(cutoff: datetime) -> ColumnElement[bool]:
+    return or_(Job.sent_at.is_(None), Job.sent_at < cutoff)
 
 
 def _cancel_requested(session: Session, job_id: str) -> bool:

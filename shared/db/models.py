@@ -116,6 +116,8 @@ class Job(Base):
     progress_total: Mapped[int | None] = mapped_column(Integer)
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the job's task message was last sent (queued jobs): the reaper re-sends lost messages.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     worker: Mapped[str | None] = mapped_column(String(255))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
