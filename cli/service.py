@@ -6,7 +6,12 @@ no DATABASE_URL it uses SQLite under DATA_DIR. It migrates the database, starts 
 processes (each runs the reaper) and serves the web app in this process; Ctrl-C or SIGTERM stops
 everything. Children also get SIGTERM if this process dies (PR_SET_PDEATHSIG), so none is orphaned.
 A worker that dies (out of memory, a crash in native code) is restarted, unless it keeps dying;
-its job is requeued by the reaper of a live worker.
+its job is requeued by the reaper of a live worker. `serve` keeps Werkzeug's threaded server: gunicorn's
+arbiter would fork this process, which holds the supervisor thread and the children's handles, and one
+machine's users do not need more.
+
+`web` is the deployment's web app: gunicorn (gthread workers) by default, `--server werkzeug` for
+development.
 """
 from __future__ import annotations
 
@@ -35,6 +40,11 @@ RESTARTS_ALLOWED = 5  # per worker within RESTART_WINDOW_S; beyond that it is le
 RESTART_WINDOW_S = 60.0
 REDIS_START_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
+WEB_SERVERS = ("gunicorn", "werkzeug")
+# Two processes, so one that crashes or stalls does not take the site down; requests mostly wait on
+# the database or on a client's upload, so threads (gthread) rather than more processes carry the load.
+DEFAULT_WEB_WORKERS = 2
+DEFAULT_WEB_THREADS = 8
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     web = subparsers.add_parser("web", help="run only the web app (needs REDIS_URL)")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--server", choices=WEB_SERVERS, default="gunicorn",
+                     help="gunicorn: the production WSGI server (default); werkzeug: one process, for development")
+    web.add_argument("--workers", type=int, default=DEFAULT_WEB_WORKERS,
+                     help=f"gunicorn worker processes (default {DEFAULT_WEB_WORKERS})")
+    web.add_argument("--threads", type=int, default=DEFAULT_WEB_THREADS,
+                     help=f"request threads per gunicorn worker (default {DEFAULT_WEB_THREADS})")
     web.set_defaults(handler=web_command)
 
     worker = subparsers.add_parser("worker", help="run one Celery worker (needs REDIS_URL)")
@@ -127,11 +143,45 @@ def gpu_count() -> int:
 def web_command(args: argparse.Namespace) -> int:
     from shared.settings import Settings
 
+    if args.workers < 1 or args.threads < 1:
+        raise CommandError("--workers and --threads must be 1 or more")
     settings = Settings.from_env()
     if not settings.redis_url:
         raise CommandError("REDIS_URL is not set: the web app needs the broker (or run `deepfake serve`)")
-    _serve_web(settings, host=args.host, port=args.port)
+    if args.server == "werkzeug":
+        _serve_web(settings, host=args.host, port=args.port)
+    else:
+        _serve_web_with_gunicorn(settings, bind=f"{args.host}:{args.port}", workers=args.workers,
+                                 threads=args.threads)
     return 0
+
+
+def _serve_web_with_gunicorn(settings, *, bind: str, workers: int, threads: int) -> None:
+    """gunicorn serving `web.create_app(settings)` until SIGINT/SIGTERM (graceful: in-flight requests
+    get gunicorn's `graceful_timeout`).
+
+    gthread workers, not sync: a sync worker busy longer than `timeout` with one request (a multi-GB
+    upload) is killed by the arbiter, while a gthread worker's main loop keeps reporting as its threads
+    stream. No preload: each worker builds its own app after the fork, so no database or Redis
+    connection is shared between processes.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    # No control socket: its default path is per user, so two instances on one host would share it.
+    options = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+               "proc_name": "deepfake-web", "control_socket_disable": True}
+
+    class WebServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from web import create_app
+
+            return create_app(settings)
+
+    WebServer().run()
 
 
 def _serve_web(settings, *, host: str, port: int) -> None:

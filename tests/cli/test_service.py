@@ -14,7 +14,7 @@ import requests
 from cli.service import free_port
 from shared.db.session import current_revision, head_revision
 from tests.checkpoints import write_seed_checkpoint
-from tests.conftest import REPO_ROOT, stop_process_group, wait_for
+from tests.conftest import REDIS_URL, REPO_ROOT, stop_process_group, wait_for
 from tests.media import make_face_clip
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -52,6 +52,40 @@ def test_web_without_a_broker_says_so(tmp_path):
     done = _deepfake("web", "--port", "0", env=_bare_env(tmp_path))
     assert done.returncode == 1
     assert "REDIS_URL" in done.stderr
+
+
+def test_web_offers_gunicorn_for_deployments(tmp_path):
+    done = _deepfake("web", "--help", env=_bare_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "--server {gunicorn,werkzeug}" in done.stdout
+    assert "--workers" in done.stdout and "--threads" in done.stdout
+
+
+def test_web_serves_with_gunicorn_then_stops_on_sigterm(tmp_path):
+    port = free_port()
+    env = _bare_env(tmp_path, REDIS_URL=REDIS_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
+    with open(tmp_path / "web.log", "wb") as log:
+        web = subprocess.Popen([sys.executable, "-m", "cli.main", "web", "--port", str(port), "--workers", "2",
+                                "--threads", "2"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        response = wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="gunicorn to answer")
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert response.headers["Server"] == "gunicorn"
+        workers = psutil.Process(web.pid).children()
+        assert len(workers) == 2
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(timeout=30) == 0, (tmp_path / "web.log").read_text()
+        assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+    finally:
+        stop_process_group(web, sig=signal.SIGKILL)
+
+
+def _get(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None
 
 
 def _get_json(url: str) -> dict | None:
