@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import EngineError
@@ -26,6 +28,12 @@ HTTP_CODES = {
 }
 # Engine error codes whose HTTP status is not 422 (the default for an unusable input).
 ENGINE_STATUS = {"not_a_video": 415, "unsupported_format": 415}
+# The database is unreachable or refused the work (DB-API OperationalError: lost connection, refused
+# connection, server shutting down; InterfaceError: a closed connection; or no pooled connection in
+# time): retryable, so 503 with Retry-After rather than 500.
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+# A PostgreSQL restart takes a few seconds; clients should not poll a down database faster than this.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -60,6 +68,8 @@ def init_app(app: Flask) -> None:
     """Register the handlers; one per error family."""
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(EngineError, _handle_engine_error)
+    for error in DATABASE_ERRORS:
+        app.register_error_handler(error, _handle_database_unavailable)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
 
@@ -85,6 +95,14 @@ def _handle_api_error(exc: ApiError) -> Response:
 
 def _handle_engine_error(exc: EngineError) -> Response:
     return error_response(ENGINE_STATUS.get(exc.code, 422), exc.code, exc.message)
+
+
+def _handle_database_unavailable(exc: Exception) -> Response:
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+    response = error_response(503, "database_unavailable",
+                              "The database is unavailable at the moment; try again shortly.")
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
 
 
 def _handle_http_exception(exc: HTTPException) -> Response:
