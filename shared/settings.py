@@ -36,6 +36,9 @@ class Settings:
     worker_queues: tuple[str, ...] = ("analysis",)
     job_max_attempts: int = 3
     heartbeat_timeout_s: int = 120
+    # REQUEUE_LOST_AFTER_S: a queued job whose task message is in no broker queue this long after it was
+    # sent (broker data lost, web killed between commit and send) is sent again by the reaper.
+    requeue_lost_after_s: int = 60
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
     engine_threads: int = 0  # ENGINE_THREADS: cores one analysing process may use; 0 = its fair share
     engine_processes: int = 1  # ENGINE_PROCESSES: analysing processes sharing this machine's cores
@@ -57,6 +60,7 @@ class Settings:
             worker_queues=queues or ("analysis",),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
+            requeue_lost_after_s=_int(env, "REQUEUE_LOST_AFTER_S", 60),
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
             engine_threads=_int(env, "ENGINE_THREADS", 0),
             engine_processes=max(1, _int(env, "ENGINE_PROCESSES", 1)),

@@ -1,25 +1,43 @@
-"""The reaper: a thread in each worker's main process that requeues or fails jobs whose
-heartbeat stopped (their worker was killed, or its machine went away).
+"""The reaper: a thread in each worker's main process that finds jobs nobody will run.
 
-Several reapers may run at once (one per worker); each requeue is a conditional UPDATE, so only
-one of them re-sends a given job's task.
+- Running jobs whose heartbeat stopped (their worker was killed, or its machine went away) are
+  requeued, or failed once their attempts are spent.
+- Queued jobs whose task message is lost (the broker lost its data, the web was killed between
+  its commit and its send, a withdrawal failed) are sent again: a job queued and not sent for
+  REQUEUE_LOST_AFTER_S whose id is in no broker queue and was not just delivered to a worker.
+  Looking in the broker (rather than re-sending on a timer) keeps jobs that merely wait in a long
+  queue from being sent again and again.
+
+Both go to the front queue (see worker.celery_app). Several reapers may run at once (one per
+worker); each requeue or re-send is a conditional UPDATE, so only one of them sends a given job.
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
-from typing import Any
+import time
+from typing import Any, Iterator
 
+import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
+from kombu.transport.redis import PRIORITY_STEPS
+from kombu.transport.redis import Channel as RedisChannel
 from sqlalchemy.pool import NullPool
 
 from shared.db import jobs
 from shared.db.session import make_engine, make_session_factory
 from shared.settings import Settings
-from worker.celery_app import ANALYZE_TASK
+from worker.celery_app import ANALYZE_TASK, front_queue
 
 log = logging.getLogger(__name__)
+# Messages read per LRANGE while looking for jobs in a broker queue.
+SCAN_CHUNK = 500
+# Queued jobs looked up in the broker per pass, oldest first (they sit nearest the consumer end).
+MAX_LOST_PER_PASS = 500
+BROKER_TIMEOUT_S = 5.0
 
 
 class Reaper:
@@ -28,10 +46,13 @@ class Reaper:
     def __init__(self, app: Celery, settings: Settings, *, interval_s: float | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.interval_s = interval_s or reap_interval_s(settings.heartbeat_timeout_s)
+        self.interval_s = interval_s or reap_interval_s(min(settings.heartbeat_timeout_s,
+                                                            settings.requeue_lost_after_s))
+        self.front_queue = front_queue(settings.worker_queues[0])
         # NullPool: no connection is kept open across a fork of the prefork pool.
         self._engine = make_engine(settings.effective_database_url, poolclass=NullPool)
         self._sessions = make_session_factory(self._engine)
+        self._broker = BrokerQueues(settings.redis_url or "", queues=_consumed_queues(settings))
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="deepfake-reaper", daemon=True)
 
@@ -43,9 +64,14 @@ class Reaper:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._engine.dispose()
+        self._broker.close()
 
     def reap_once(self) -> list[str]:
-        """Requeue or fail the stale jobs now; re-send the requeued ones. Returns their ids.
+        """One pass: requeue stale running jobs, then re-send lost queued ones. Returns their ids."""
+        return self.requeue_stale() + self.resend_lost()
+
+    def requeue_stale(self) -> list[str]:
+        """Requeue or fail the stale running jobs now; send the requeued ones to the front.
 
         The tasks are sent before the requeue commits: if the broker refuses one, nothing is
         committed and the jobs stay stale-running for the next pass, instead of sitting queued
@@ -56,11 +82,33 @@ class Reaper:
             requeued = jobs.reap_stale_jobs(session=session, stale_after_s=self.settings.heartbeat_timeout_s,
                                             max_attempts=self.settings.job_max_attempts, commit=False)
             for job_id in requeued:
-                self.app.send_task(ANALYZE_TASK, args=[job_id], queue=self.settings.worker_queues[0])
+                self._send(job_id)
             session.commit()
         for job_id in requeued:
-            log.warning("job %s: its worker stopped responding; requeued", job_id)
+            log.warning("job %s: its worker stopped responding; requeued at the front", job_id)
         return requeued
+
+    def resend_lost(self) -> list[str]:
+        """Send again the queued jobs whose message is in no broker queue (sent before committing)."""
+        after_s = self.settings.requeue_lost_after_s
+        with self._sessions() as session:
+            candidates = jobs.unsent_queued_jobs(session=session, sent_before_s=after_s, limit=MAX_LOST_PER_PASS)
+            if not candidates:
+                return []
+            waiting = self._broker.waiting_job_ids(set(candidates), delivered_within_s=after_s)
+            resent = []
+            for job_id in candidates:
+                if job_id not in waiting and jobs.record_resend(session=session, job_id=job_id,
+                                                                sent_before_s=after_s):
+                    self._send(job_id)
+                    resent.append(job_id)
+            session.commit()
+        for job_id in resent:
+            log.warning("job %s: queued but its task was in no broker queue; sent again", job_id)
+        return resent
+
+    def _send(self, job_id: str) -> None:
+        self.app.send_task(ANALYZE_TASK, args=[job_id], queue=self.front_queue)
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.interval_s):
@@ -70,8 +118,88 @@ class Reaper:
                 log.warning("reaper pass failed; trying again in %.0fs", self.interval_s, exc_info=True)
 
 
-def reap_interval_s(heartbeat_timeout_s: float) -> float:
-    return max(0.5, min(heartbeat_timeout_s / 3.0, 30.0))
+class BrokerQueues:
+    """Which jobs have a task message in Celery's Redis transport: waiting in a queue (one Redis list
+    per queue and priority step, consumed from the right), or delivered to a worker and not yet
+    acknowledged (the `unacked` hash, indexed by delivery time)."""
+
+    def __init__(self, redis_url: str, *, queues: list[str]) -> None:
+        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=BROKER_TIMEOUT_S,
+                                            socket_timeout=BROKER_TIMEOUT_S)
+        self._keys = [queue if step == 0 else f"{queue}{RedisChannel.sep}{step}"
+                      for queue in queues for step in PRIORITY_STEPS]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def waiting_job_ids(self, wanted: set[str], *, delivered_within_s: float) -> set[str]:
+        """The ids of `wanted` whose task is queued, or was delivered less than `delivered_within_s` ago.
+
+        A delivery older than that is not counted: a worker that died holding it will not run it,
+        and a live one claims within seconds (or holds a retry no longer than the retry cap).
+        """
+        found = self._delivered_recently(wanted, delivered_within_s)
+        for key in self._keys:
+            for raw in self._oldest_first(key):
+                if len(found) == len(wanted):
+                    return found
+                job_id = task_job_id(raw)
+                if job_id in wanted:
+                    found.add(job_id)
+        return found
+
+    def _delivered_recently(self, wanted: set[str], within_s: float) -> set[str]:
+        tags = self._client.zrangebyscore(RedisChannel.unacked_index_key, time.time() - within_s, "+inf")
+        entries = self._client.hmget(RedisChannel.unacked_key, tags) if tags else []
+        found = set()
+        for entry in entries:  # each is [message, exchange, routing key]
+            try:
+                job_id = message_job_id(json.loads(entry)[0]) if entry else None
+            except (ValueError, TypeError, IndexError, KeyError):
+                job_id = None
+            if job_id in wanted:
+                found.add(job_id)
+        return found
+
+    def _oldest_first(self, key: str) -> Iterator[bytes]:
+        # Messages are pushed on the left and consumed from the right: read from the right end so the
+        # oldest jobs (the ones looked for) are found early and the rest of a long queue is not read.
+        # A message consumed between two reads shifts the list; one skipped here is at worst sent
+        # twice, and a duplicate is harmless.
+        stop = -1
+        while True:
+            chunk = self._client.lrange(key, stop - SCAN_CHUNK + 1, stop)
+            yield from reversed(chunk)
+            if len(chunk) < SCAN_CHUNK:
+                return
+            stop -= SCAN_CHUNK
+
+
+def task_job_id(raw: bytes | str) -> str | None:
+    """The job id of a `deepfake.analyze_job` message as kombu stores it in Redis, else None."""
+    try:
+        return message_job_id(json.loads(raw))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def message_job_id(message: dict) -> str | None:
+    """The job id of a decoded task message (Celery protocol 2: the body is [args, kwargs, embed])."""
+    if (message.get("headers") or {}).get("task") != ANALYZE_TASK:
+        return None
+    body = message["body"]
+    if (message.get("properties") or {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]
+    return args[0] if args and isinstance(args[0], str) else None
+
+
+def _consumed_queues(settings: Settings) -> list[str]:
+    return [name for queue in settings.worker_queues for name in (front_queue(queue), queue)]
+
+
+def reap_interval_s(timeout_s: float) -> float:
+    return max(0.5, min(timeout_s / 3.0, 30.0))
 
 
 def connect(app: Celery) -> None:

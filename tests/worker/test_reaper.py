@@ -1,4 +1,5 @@
-"""The reaper against the real database and Redis: a requeue commits only with its task sent."""
+"""The reaper against the real database and Redis: a requeue commits only with its task sent; requeued
+jobs go to the front queue; queued jobs whose message was lost are sent again, once."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from sqlalchemy import update
 from cli.service import free_port
 from shared.db import jobs
 from shared.db.models import Job, utcnow
-from worker.celery_app import make_celery
-from worker.reaper import Reaper
+from worker.celery_app import front_queue, make_celery
+from worker.reaper import Reaper, task_job_id
 
 
 def _stale_running_job(db_session_factory, queue_job) -> str:
@@ -38,6 +39,12 @@ def _queued_job_ids(redis_url: str, queue: str) -> list[str]:
         client.close()
 
 
+def _sent_long_ago(db_session_factory, job_id: str) -> None:
+    with db_session_factory() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(sent_at=utcnow() - timedelta(hours=1)))
+        session.commit()
+
+
 def test_a_requeue_whose_task_cannot_be_sent_stays_stale_and_is_sent_on_the_next_pass(
         worker_settings, db_session_factory, queue_job, redis_url, task_queue):
     job_id = _stale_running_job(db_session_factory, queue_job)
@@ -57,7 +64,36 @@ def test_a_requeue_whose_task_cannot_be_sent_stays_stale_and_is_sent_on_the_next
     requeued = Reaper(make_celery(worker_settings), worker_settings, interval_s=60).reap_once()
     assert requeued == [job_id]
     assert _status(db_session_factory, job_id) == "queued"
-    assert _queued_job_ids(redis_url, task_queue) == [job_id]
+    assert _queued_job_ids(redis_url, front_queue(task_queue)) == [job_id]
+    assert _queued_job_ids(redis_url, task_queue) == []
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again_once(
+        worker_settings, db_session_factory, queue_job, send_analyze, redis_url, task_queue):
+    lost, waiting, recent = queue_job(None), queue_job(None), queue_job(None)
+    send_analyze(waiting)  # its message waits in the queue: not lost, however long it waits
+    for job_id in (lost, waiting):
+        _sent_long_ago(db_session_factory, job_id)
+    reaper = Reaper(make_celery(worker_settings), worker_settings, interval_s=60)
+    try:
+        assert reaper.reap_once() == [lost]  # `recent` may still be on its way to the broker
+        assert reaper.reap_once() == []  # sent again once per REQUEUE_LOST_AFTER_S, not once per pass
+    finally:
+        reaper.stop()
+    assert _queued_job_ids(redis_url, front_queue(task_queue)) == [lost]
+    assert _queued_job_ids(redis_url, task_queue) == [waiting]
+    assert {_status(db_session_factory, job_id) for job_id in (lost, waiting, recent)} == {"queued"}
+
+
+def test_task_job_id_reads_the_messages_celery_writes(worker_settings, send_analyze, redis_url, task_queue):
+    send_analyze("a-job-id")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        [raw] = client.lrange(task_queue, 0, -1)
+    finally:
+        client.close()
+    assert task_job_id(raw) == "a-job-id"
+    assert task_job_id(b"not json") is None
 
 
 def test_transient_errors_are_retried_without_a_limit(worker_settings):
