@@ -39,6 +39,8 @@ class Settings:
     # REQUEUE_LOST_AFTER_S: a queued job whose task message is in no broker queue this long after it was
     # sent (broker data lost, web killed between commit and send) is sent again by the reaper.
     requeue_lost_after_s: int = 60
+    # UPLOAD_RETENTION_DAYS: how long an upload is kept after its job ended; 0 = removed when it ends.
+    upload_retention_days: int = 0
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
     engine_threads: int = 0  # ENGINE_THREADS: cores one analysing process may use; 0 = its fair share
     engine_processes: int = 1  # ENGINE_PROCESSES: analysing processes sharing this machine's cores
@@ -61,6 +63,7 @@ class Settings:
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
             requeue_lost_after_s=_int(env, "REQUEUE_LOST_AFTER_S", 60),
+            upload_retention_days=max(0, _int(env, "UPLOAD_RETENTION_DAYS", 0)),
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
             engine_threads=_int(env, "ENGINE_THREADS", 0),
             engine_processes=max(1, _int(env, "ENGINE_PROCESSES", 1)),

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from shared.db import jobs
+from shared.db import jobs, retention
 from shared.db.artifacts import remove_attempt, write_artifacts
 from shared.db.models import Job
 from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
@@ -27,6 +27,9 @@ class Outcome(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"  # reaped and claimed by another worker while this one ran
+
+
+ENDED = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED)
 
 
 class TransientError(Exception):
@@ -46,7 +49,10 @@ def run_job(job_id: str, *, context: WorkerContext) -> Outcome:
         log.info("job %s: not claimable (finished, or running elsewhere); nothing to do", job_id)
         return Outcome.SKIPPED
     log.info("job %s: claimed by %s (attempt %d)", job_id, context.worker_name, job.attempts)
-    return _run_claimed(job, context=context)
+    outcome = _run_claimed(job, context=context)
+    if outcome in ENDED:
+        sweep_expired_uploads(context=context)
+    return outcome
 
 
 def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
@@ -134,6 +140,22 @@ def _store(job: Job, *, context: WorkerContext, outcome: Outcome, action: Callab
         return Outcome.SUPERSEDED
     log.info("job %s: %s", job.id, outcome.value)
     return outcome
+
+
+def sweep_expired_uploads(*, context: WorkerContext) -> None:
+    """Remove uploads whose job ended over UPLOAD_RETENTION_DAYS ago: with the default 0, the upload of
+    the job that just ended, and any left by jobs that ended without a worker (cancelled while queued).
+    Best effort: the job's outcome is stored already, and the next job's sweep tries again."""
+    settings = context.settings
+    try:
+        with context.session_factory() as session:
+            removed = retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir,
+                                              keep_days=settings.upload_retention_days)
+    except (OSError, *TRANSIENT_ERRORS) as exc:
+        log.warning("upload retention sweep skipped: %s", exc)
+        return
+    if removed:
+        log.info("removed %d upload(s) past their retention", removed)
 
 
 def _upload_path(uploads_dir: Path, stored_name: str) -> Path:

@@ -1,12 +1,13 @@
 """The runner in-process, on the test's real database: claim rules, typed failures, progress."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
+from datetime import timedelta
 
-
-from shared.db import jobs
-from shared.db.models import Job
+from shared.db import jobs, retention
+from shared.db.models import Job, utcnow
 from shared.model.types import Progress, WindowScore
 from worker.context import worker_context
 from worker.progress import ProgressReporter
@@ -85,3 +86,36 @@ def test_context_is_built_once_per_process(worker_settings):
     first = worker_context(worker_settings)
     assert worker_context(worker_settings) is first
     assert worker_context(replace(worker_settings, job_max_attempts=7)) is not first
+
+
+def test_the_upload_is_removed_when_its_job_ends(worker_settings, queue_job, db_session_factory, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    job_id = queue_job(junk)
+    upload = worker_settings.uploads_dir / _job(db_session_factory, job_id).stored_name
+    streaming_in = worker_settings.uploads_dir / "no-job-yet.mp4"  # an upload whose job row is not written yet
+    streaming_in.write_bytes(b"partial")
+    other = tmp_path / "other.mp4"
+    other.write_bytes(b"queued, not run")
+    waiting = queue_job(other)
+    waiting_upload = worker_settings.uploads_dir / _job(db_session_factory, waiting).stored_name
+    assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
+    assert not upload.exists()
+    assert streaming_in.exists() and waiting_upload.exists()
+
+
+def test_uploads_are_kept_for_the_retention_period(worker_settings, queue_job, db_session_factory, tmp_path):
+    settings = replace(worker_settings, upload_retention_days=7)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    job_id = queue_job(junk)
+    upload = settings.uploads_dir / _job(db_session_factory, job_id).stored_name
+    assert run_job(job_id, context=worker_context(settings)) is Outcome.FAILED
+    assert upload.exists()
+    with db_session_factory() as session:
+        later = utcnow() + timedelta(days=8)
+        assert retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir, keep_days=7, now=later) == 0
+        old = time.time() - 8 * 86_400
+        os.utime(upload, (old, old))
+        assert retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir, keep_days=7, now=later) == 1
+    assert not upload.exists()

@@ -1,0 +1,93 @@
+"""Retention: deleting a finished job with its files, and uploads once their job has ended.
+
+Rows go first, files after the commit: a crash in between leaves files without a row (the upload
+sweep removes those of ended jobs), never a row whose files are gone.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import Artifact, Job, JobStatus, JobWindow, utcnow
+
+ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+SECONDS_PER_DAY = 86_400
+LOOKUP_CHUNK = 500  # stored names per query: well under every database's bound-parameter limit
+
+
+def delete_ended_job(*, session: Session, owner: str, job_id: str) -> str | None:
+    """Delete the owner's job, its windows and artifact rows if the job has ended; commits.
+
+    Returns the job's stored upload name, or None when no ended job of that owner has this id.
+    The caller removes the files (`remove_job_files`), the upload only if `upload_in_use` says no.
+    """
+    stored_name = session.scalar(select(Job.stored_name).where(
+        Job.id == job_id, Job.owner == owner, Job.status.in_(ENDED)))
+    if stored_name is None:
+        return None
+    session.execute(delete(JobWindow).where(JobWindow.job_id == job_id))
+    session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id, Job.status.in_(ENDED)))
+    session.commit()
+    return stored_name
+
+
+def upload_in_use(*, session: Session, stored_name: str) -> bool:
+    """Whether any job (another one sharing the file) still has this upload."""
+    return session.scalar(select(Job.id).where(Job.stored_name == stored_name).limit(1)) is not None
+
+
+def remove_job_files(*, uploads_dir: Path, artifacts_dir: Path, job_id: str, stored_name: str | None) -> None:
+    """The job's upload (None: keep it) and its artifacts folder; whatever is already gone is fine."""
+    if stored_name is not None:
+        remove_upload(uploads_dir=uploads_dir, stored_name=stored_name)
+    folder = (artifacts_dir / job_id).resolve()
+    if folder.is_relative_to(artifacts_dir.resolve()) and folder != artifacts_dir.resolve():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_upload(*, uploads_dir: Path, stored_name: str) -> None:
+    path = (uploads_dir / stored_name).resolve()
+    if path.is_relative_to(uploads_dir.resolve()) and path.parent == uploads_dir.resolve():
+        path.unlink(missing_ok=True)
+
+
+def sweep_uploads(*, session: Session, uploads_dir: Path, keep_days: float, now: datetime | None = None) -> int:
+    """Remove uploads whose job ended more than `keep_days` ago (0: as soon as it ended); returns how many.
+
+    Walks the folder, not the table: the folder holds only the uploads still kept, so a sweep costs
+    what is retained, not every job ever run. Files of running or queued jobs, and files with no job
+    row (an upload still streaming in), are left alone.
+    """
+    cutoff = (now or utcnow()) - timedelta(days=keep_days)
+    # A file is never older than its job's end: skip the lookup for files too young to have expired.
+    young_after = time.time() - keep_days * SECONDS_PER_DAY
+    candidates = [path.name for path in _files(uploads_dir) if path.stat().st_mtime <= young_after]
+    removed = 0
+    for start in range(0, len(candidates), LOOKUP_CHUNK):
+        for name in expired_uploads(session=session, stored_names=candidates[start:start + LOOKUP_CHUNK], cutoff=cutoff):
+            remove_upload(uploads_dir=uploads_dir, stored_name=name)
+            removed += 1
+    return removed
+
+
+def expired_uploads(*, session: Session, stored_names: Iterable[str], cutoff: datetime) -> list[str]:
+    """Of `stored_names`, those whose jobs all ended at or before `cutoff`."""
+    names = list(stored_names)
+    ended = set(session.scalars(select(Job.stored_name).where(
+        Job.stored_name.in_(names), Job.status.in_(ENDED), Job.finished_at <= cutoff)))
+    kept = set(session.scalars(select(Job.stored_name).where(
+        Job.stored_name.in_(names), (Job.status.not_in(ENDED)) | (Job.finished_at > cutoff))))
+    return sorted(ended - kept)
+
+
+def _files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")]
