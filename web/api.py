@@ -1,4 +1,4 @@
-"""The REST API under /api/v1: submit, read, list and cancel jobs; fetch artifacts; the OpenAPI document."""
+"""The REST API under /api/v1: submit, read, list, cancel and delete jobs; fetch artifacts; the OpenAPI document."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 
 from shared.db import jobs as job_store
+from shared.db import retention
 from shared.db.models import Job, JobStatus
 from web.context import current_owner, current_settings
 from web.db import get_session
@@ -75,6 +76,35 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
     session.commit()
     job = load_job(job_id)
     return jsonify(job_json(job, queue_position=job_store.queue_position(session=session, job=job))), 202
+
+
+@bp.delete("/jobs/<job_id>")
+@operation(responses={200: "Job", 404: "Error", 409: "Error"}, params=(_JOB_ID,))
+def delete_job(job_id: str) -> Response:
+    """Delete an ended job with its upload, result and artifacts; returns the job as it was.
+
+    A queued or running job answers 409 `job_active`: cancel it first (a queued job is cancelled at
+    once, a running one between batches), then delete it.
+    """
+    job = load_job(job_id)
+    document = job_json(job)
+    remove_job(job)
+    return jsonify(document)
+
+
+def remove_job(job: Job) -> None:
+    """The ended job's rows, then its files (the upload only if no other job shares it); 409 while
+    the job is queued or running."""
+    session, settings, job_id = get_session(), current_settings(), str(job.id)
+    if status_value(job) not in TERMINAL:
+        raise ApiError(f"job {job_id} is {status_value(job)}: cancel it first, then delete it",
+                       code="job_active", status=409)
+    stored_name = retention.delete_ended_job(session=session, owner=current_owner(), job_id=job_id)
+    if stored_name is None:  # deleted by a concurrent request meanwhile
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    shared = retention.upload_in_use(session=session, stored_name=stored_name)
+    retention.remove_job_files(uploads_dir=settings.uploads_dir, artifacts_dir=settings.artifacts_dir,
+                               job_id=job_id, stored_name=None if shared else stored_name)
 
 
 @bp.get("/jobs/<job_id>/artifacts")

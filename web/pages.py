@@ -1,4 +1,4 @@
-"""Server-rendered pages: upload, job (progress, then the result), jobs list.
+"""Server-rendered pages: upload, job (progress, then the result; delete once ended), jobs list.
 
 The pages read the same JSON the API serves, so a job submitted through the API shows the same way.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from shared.db import jobs as job_store
-from web.api import fetch_job_page, load_job, partial_windows
+from web.api import fetch_job_page, load_job, partial_windows, remove_job
 from web.db import get_session
 from web.presenters import job_json, job_summary_json
 from web.schemas import JOB_STATUSES, OPTION_PROPERTIES
@@ -39,6 +39,13 @@ def job_page(job_id: str) -> str:
                    windows=partial_windows(job))
     artifacts = job_store.list_artifacts(session=session, job_id=job.id) if doc["status"] == "succeeded" else []
     return render_template("job.html", job=doc, artifacts=artifacts)
+
+
+@bp.post("/jobs/<job_id>/delete")
+def delete_job(job_id: str) -> Response:
+    """The job page's delete button, a plain form POST: delete the ended job, then show the list."""
+    remove_job(load_job(job_id))
+    return redirect(url_for("pages.jobs_page"), code=303)
 
 
 @bp.get("/jobs")
