@@ -88,7 +88,8 @@ def _operation(endpoint: str, arguments: set[str], view: Callable[..., Any]) -> 
     summary, _, description = (view.__doc__ or endpoint).strip().partition("\n")
     op: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "tags": [spec["tag"]],
                           "summary": summary.strip(), "parameters": _parameters(arguments, spec["params"]),
-                          "responses": _responses(spec["responses"], spec["media_type"])}
+                          "responses": _responses(spec["responses"], spec["media_type"],
+                                                  uses_database=spec["tag"] not in ("meta", "health"))}
     if description.strip():
         op["description"] = " ".join(description.split())
     if spec["body"]:
@@ -103,7 +104,7 @@ def _parameters(arguments: set[str], params: tuple[Param, ...]) -> list[dict[str
     return [p.to_dict() for p in (*path_params, *query_params)]
 
 
-def _responses(responses: dict[int, str | None], media_type: str) -> dict[str, Any]:
+def _responses(responses: dict[int, str | None], media_type: str, *, uses_database: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, schema_name in sorted(responses.items()):
         response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, str(status))}
@@ -112,6 +113,9 @@ def _responses(responses: dict[int, str | None], media_type: str) -> dict[str, A
         elif status < 300:
             response["content"] = {media_type: {"schema": {"type": "string", "format": "binary"}}}
         out[str(status)] = response
-    out.setdefault("500", {"description": _STATUS_TEXT[500], "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    out.setdefault("500", {"description": _STATUS_TEXT[500], "content": error})
+    if uses_database:  # web/errors.py: an unreachable database is a retryable 503 on every such endpoint
+        out.setdefault("503", {"description": "Database unavailable; retry after the Retry-After seconds",
+                               "content": error})
     return out
