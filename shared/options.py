@@ -15,6 +15,9 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 AGGREGATIONS = ("mean", "median", "max", "top_quartile")
 _WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+# Form fields are read as plain ASCII decimals, with an optional sign and (for floats) a fraction.
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,9}", re.ASCII)
+_ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -99,13 +102,23 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
     if isinstance(raw, bool):
         raise InvalidOptionsError(f"{name} must be a number, got {raw!r}")
     try:
+        if isinstance(raw, str):
+            return _parse_decimal(raw.strip(), kind)
         if kind is int:
             if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError
-            return int(str(raw).strip()) if not isinstance(raw, (int, float)) else int(raw)
+            return int(raw)
         return float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidOptionsError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+
+
+def _parse_decimal(text: str, kind: type) -> int | float:
+    """ASCII decimal only: int() and float() would also take `1_0`, Unicode digits, `inf` and `nan`."""
+    pattern = _ASCII_INT if kind is int else _ASCII_NUMBER
+    if not pattern.fullmatch(text):
+        raise ValueError(text)
+    return int(text) if kind is int else float(text)
 
 
 def _check_range(name: str, value: int | None, low: int, high: int, *, optional: bool = False) -> None:

@@ -39,12 +39,21 @@ def submit_job() -> Job:
     form = _receive()
     upload = form.video
     try:
+        refuse_ambiguous_parts(form)
         params = validate_params(form.fields)
         _probe(upload)
         return _record_and_enqueue(upload, params)
     except BaseException:
         upload.delete()
         raise
+
+
+def refuse_ambiguous_parts(form: ReceivedForm) -> None:
+    """A field sent twice, or a file under another name, would be silently dropped: refuse it instead."""
+    if form.repeated:
+        raise InvalidOptionsError(f"field(s) sent more than once: {', '.join(form.repeated)}")
+    if form.extra_files:
+        raise InvalidOptionsError(f"unknown file field(s): {', '.join(form.extra_files)}; send only {VIDEO_FIELD!r}")
 
 
 def validate_params(fields: Mapping[str, str]) -> dict[str, Any]:

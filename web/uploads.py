@@ -41,8 +41,12 @@ class StoredUpload:
 
 @dataclass(frozen=True)
 class ReceivedForm:
+    """The parsed body: text fields (first value each), the kept video, and what the caller must refuse."""
+
     fields: dict[str, str]
     video: StoredUpload | None
+    repeated: tuple[str, ...] = ()
+    extra_files: tuple[str, ...] = ()
 
 
 class CappedHashingWriter:
@@ -104,7 +108,10 @@ class UploadReceiver:
         except BaseException:
             self.discard_all()
             raise
-        return ReceivedForm(fields=form.to_dict(), video=video)
+        repeated = sorted(name for name, values in [*form.lists(), *files.lists()] if len(values) > 1)
+        extra_files = sorted(name for name in files if name != VIDEO_FIELD)
+        return ReceivedForm(fields=form.to_dict(), video=video, repeated=tuple(repeated),
+                            extra_files=tuple(extra_files))
 
     def discard_all(self) -> None:
         for writer in self.writers:

@@ -99,6 +99,31 @@ def test_invalid_engine_settings_are_422_and_nothing_is_kept(client, settings, v
     assert queued_tasks() == []
 
 
+@pytest.mark.parametrize("fields", [{"sequence_length": "1_0"}, {"sequence_length": "\u0663"},
+                                    {"sequence_length": ["8", "9"]}, {"face_detector": ["none", "none"]},
+                                    {"colour": "red"}])
+def test_non_ascii_numbers_repeated_and_unknown_fields_are_422(client, settings, video_clip, queued_tasks, fields):
+    response = _post(client, video_clip, **fields)
+
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_options"
+    assert uploads(settings) == []
+    assert queued_tasks() == []
+
+
+@pytest.mark.parametrize("second_field", ["video", "thumbnail"])
+def test_a_second_file_part_is_refused_and_nothing_is_kept(client, settings, video_clip, queued_tasks, second_field):
+    with open(video_clip, "rb") as first, open(video_clip, "rb") as second:
+        parts = {"video": [(first, "a.mp4")]}
+        parts.setdefault(second_field, []).append((second, "b.mp4"))
+        response = client.post("/api/v1/jobs", data=parts)
+
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_options"
+    assert uploads(settings) == []
+    assert queued_tasks() == []
+
+
 def test_unknown_and_malformed_ids_are_404_json(client, make_job):
     make_job()
     for job_id in (str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1"):
