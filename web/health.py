@@ -1,13 +1,20 @@
-"""Liveness and readiness: /healthz answers while the process runs, /readyz when its dependencies do."""
+"""Liveness and readiness: /healthz answers while the process runs, /readyz when the service can analyse.
+
+Ready means: the database answers, the broker answers, at least one worker consuming the web's
+queue beat within `shared.liveness.ALIVE_FOR_S`, and WEIGHTS_DIR holds a checkpoint (`*.pt`; the
+web never imports the engine, so it only looks for the files the engine would load).
+"""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import redis
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared import liveness
 from web.context import current_settings
 from web.db import get_engine
 from web.openapi import operation
@@ -15,6 +22,8 @@ from web.openapi import operation
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 1.0
+# The seed's checkpoints (model_<acc>_acc_<frames>_frames_*.pt) and the project's default.pt alike.
+CHECKPOINT_GLOB = "*.pt"
 
 
 @bp.get("/healthz")
@@ -27,8 +36,11 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @operation(responses={200: "Readiness", 503: "Error"}, tag="health")
 def readyz() -> tuple[Response, int]:
-    """The database answers `SELECT 1` and the broker answers PING."""
-    checks = {"database": check_database(), "broker": check_broker()}
+    """The database answers, the broker answers, a worker is alive and a model checkpoint is installed."""
+    broker = check_broker()
+    checks = {"database": check_database(), "broker": broker,
+              "workers": check_workers() if broker == "ok" else "unknown (broker unreachable)",
+              "model": check_model()}
     down = sorted(name for name, state in checks.items() if state != "ok")
     if not down:
         return jsonify(status="ok", checks=checks), 200
@@ -52,7 +64,7 @@ def check_broker() -> str:
     url = current_settings().redis_url
     if not url:
         return "not configured (REDIS_URL is not set)"
-    client = redis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT_S, socket_timeout=PROBE_TIMEOUT_S)
+    client = _broker_client()
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -61,3 +73,32 @@ def check_broker() -> str:
     finally:
         client.close()
     return "ok"
+
+
+def _broker_client() -> redis.Redis:
+    url = current_settings().redis_url or ""
+    return redis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT_S, socket_timeout=PROBE_TIMEOUT_S)
+
+
+def check_workers() -> str:
+    """"ok", or that no worker consuming the web's queue sent a heartbeat lately."""
+    queue = current_app.config["ANALYSIS_QUEUE"]
+    client = _broker_client()
+    try:
+        alive = liveness.alive_workers(client, queue=queue)
+    except redis.RedisError as exc:
+        return f"unknown ({type(exc).__name__})"
+    finally:
+        client.close()
+    if not alive:
+        return (f"no worker alive on queue {queue!r} (none beat within {liveness.ALIVE_FOR_S:.0f} s): "
+                "jobs would wait until one starts")
+    return "ok"
+
+
+def check_model() -> str:
+    """"ok", or that WEIGHTS_DIR holds no checkpoint for the workers to load."""
+    folder = Path(current_settings().weights_dir)
+    if folder.is_dir() and any(folder.glob(CHECKPOINT_GLOB)):
+        return "ok"
+    return f"no model checkpoint ({CHECKPOINT_GLOB}) in {folder}: see weights/README.md"

@@ -41,12 +41,13 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("deepfake", broker=settings.redis_url, set_as_current=False)
     app.conf.update(_config(settings))
     app.deepfake_settings = settings
-    from worker import preload, reaper, tasks
+    from worker import liveness, preload, reaper, tasks
 
     tasks.register(app)
     _consume_front_queues_first(app)
     reaper.connect(app)
     preload.connect(app)
+    liveness.connect(app)
     return app
 
 

@@ -31,8 +31,9 @@ def test_serving_a_submission_never_imports_the_engine_torch_or_the_worker(setti
         client = create_app(settings).test_client()
         with open({str(video_clip)!r}, "rb") as video:
             assert client.post("/api/v1/jobs", data={{"video": (video, "clip.mp4")}}).status_code == 202
-        for path in ("/", "/jobs", "/readyz", "/api/v1/jobs", "/api/v1/openapi.json"):
+        for path in ("/", "/jobs", "/api/v1/jobs", "/api/v1/openapi.json"):
             assert client.get(path).status_code == 200, path
+        assert client.get("/readyz").status_code == 503  # no worker alive, no checkpoint: still torch-free
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "cv2", "worker", "openvino")
                        or m == "shared.model" or m.startswith("shared.model."))
         print(heavy)

@@ -1,0 +1,75 @@
+"""A thread in each worker's main process that tells Redis the worker is alive (see shared.liveness).
+
+Started when the worker is ready (it consumes from then on), stopped at shutdown, when the
+worker also removes itself so the web's /readyz drops at once. A failed beat is logged and
+retried on the next tick: a Redis outage must not take the worker down.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from shared import liveness
+
+log = logging.getLogger(__name__)
+REDIS_TIMEOUT_S = 2.0
+
+
+class LivenessBeacon:
+    """Calls `liveness.beat` every HEARTBEAT_EVERY_S until stopped."""
+
+    def __init__(self, *, redis_url: str, worker: str, queues: list[str]) -> None:
+        self.worker, self.queues = worker, queues
+        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
+                                            socket_timeout=REDIS_TIMEOUT_S)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="deepfake-liveness", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        try:
+            liveness.leave(self._client, worker=self.worker, queues=self.queues)
+        except redis.RedisError as exc:
+            log.warning("could not remove worker %s from the live workers: %s", self.worker, exc)
+        self._client.close()
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                liveness.beat(self._client, worker=self.worker, queues=self.queues)
+            except redis.RedisError as exc:
+                log.warning("liveness heartbeat failed: %s", exc)
+            self._stopped.wait(liveness.HEARTBEAT_EVERY_S)
+
+
+def connect(app: Celery) -> None:
+    """Beat while a worker of `app` runs."""
+
+    def start(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app or getattr(app, "deepfake_liveness", None) is not None:
+            return
+        from worker.celery_app import FRONT_QUEUE_SUFFIX
+
+        queues = sorted(q for q in app.amqp.queues.consume_from if not q.endswith(FRONT_QUEUE_SUFFIX))
+        queues = queues or list(app.deepfake_settings.worker_queues)
+        app.deepfake_liveness = LivenessBeacon(redis_url=app.deepfake_settings.redis_url or "",
+                                               worker=sender.hostname, queues=queues)
+        app.deepfake_liveness.start()
+
+    def stop(**_: Any) -> None:
+        beacon = getattr(app, "deepfake_liveness", None)
+        if beacon is not None:
+            beacon.stop()
+            app.deepfake_liveness = None
+
+    worker_ready.connect(start, weak=False)
+    worker_shutdown.connect(stop, weak=False)
