@@ -1,0 +1,67 @@
+"""What /metrics reports from the jobs table, read at scrape time with bounded queries.
+
+Every query filters on `status` first, so it is a range of `ix_jobs_status_created`:
+- jobs by status: a GROUP BY over that index (an index-only scan on PostgreSQL);
+- the oldest queued job and the running jobs' heartbeats: the queued and running ranges only,
+  which stay as small as the queue and the worker count;
+- durations and frames: succeeded jobs created within RECENT_S (the index's second column), so
+  the cost follows the recent throughput, not the table's age.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.db.models import Job, JobStatus, utcnow
+
+# The window for durations and frames/s: long enough to hold a few long jobs, short enough to follow changes.
+RECENT_S = 3600
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """One recently succeeded job: wall time from its first start to its end, and frames analysed."""
+
+    duration_s: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class JobMetrics:
+    by_status: dict[str, int]
+    oldest_queued_age_s: float | None
+    # worker name → seconds since the freshest heartbeat of its running jobs
+    running_heartbeat_age_s: dict[str, float]
+    recent: list[FinishedJob] = field(default_factory=list)
+
+
+def read_job_metrics(*, session: Session, now: datetime | None = None, recent_s: float = RECENT_S) -> JobMetrics:
+    """The jobs table as /metrics reports it (see the module docstring for what each query reads)."""
+    now = now or utcnow()
+    counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    by_status = {status.value: int(counts.get(status.value, 0)) for status in JobStatus}
+    oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED.value))
+    return JobMetrics(by_status=by_status,
+                      oldest_queued_age_s=_age(now, oldest),
+                      running_heartbeat_age_s=_running_heartbeats(session, now),
+                      recent=_recent_finished(session, now - timedelta(seconds=recent_s)))
+
+
+def _running_heartbeats(session: Session, now: datetime) -> dict[str, float]:
+    rows = session.execute(select(Job.worker, func.max(Job.heartbeat_at))
+                           .where(Job.status == JobStatus.RUNNING.value).group_by(Job.worker)).all()
+    return {worker or "unknown": _age(now, beat) for worker, beat in rows if beat is not None}
+
+
+def _recent_finished(session: Session, since: datetime) -> list[FinishedJob]:
+    rows = session.execute(select(Job.started_at, Job.finished_at, Job.progress_done)
+                           .where(Job.status == JobStatus.SUCCEEDED.value, Job.created_at >= since)).all()
+    return [FinishedJob(duration_s=max(0.0, (finished - started).total_seconds()), frames=int(frames or 0))
+            for started, finished, frames in rows if started is not None and finished is not None]
+
+
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())
