@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -28,6 +29,10 @@ SEED_NAME_PATTERN = re.compile(r"^model_(?P<acc>\d+(?:\.\d+)?)_acc_(?P<frames>\d
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _CHECKPOINT_SUFFIXES = (".pt", ".pth")
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"
+_UNREADABLE = (RuntimeError, EOFError, ValueError, LookupError, TypeError, AttributeError, struct.error,
+               zipfile.BadZipFile, OSError)
 
 
 @dataclass(frozen=True)
@@ -123,20 +128,34 @@ def _project_default(weights_dir: Path, files: list[Path]) -> Path | None:
 
 
 def _by_name(weights_dir: Path, name: str) -> Path:
-    candidates = [Path(name), weights_dir / name, weights_dir / f"{name}.pt"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    searched = ", ".join(str(c) for c in candidates)
-    raise WeightsNotFoundError(f"checkpoint {name!r} not found (looked for {searched})")
+    """A bare name is looked up only in `weights_dir`; a path (the CLI's `--weights`) is taken as given.
+
+    The web accepts only bare names (see `AnalysisOptions.from_mapping`), so a job can never reach a
+    file outside WEIGHTS_DIR, and the message names no server path. Only checkpoint suffixes count, so
+    a bare name cannot be used to learn whether some other file exists there.
+    """
+    if _is_path(name):
+        path = Path(name)
+        if not path.is_file():
+            raise WeightsNotFoundError(f"checkpoint file {name} does not exist")
+        return path
+    for candidate in (name, f"{name}.pt"):
+        path = weights_dir / candidate
+        if path.suffix in _CHECKPOINT_SUFFIXES and path.is_file():
+            return path
+    raise WeightsNotFoundError(f"no checkpoint named {name!r} in the weights directory (WEIGHTS_DIR)")
 
 
-def _not_found(weights_dir: Path, files: list[Path], sequence_length: int | None) -> WeightsNotFoundError:
+def _is_path(name: str) -> bool:
+    return "/" in name or "\\" in name or name in (".", "..") or Path(name).is_absolute()
+
+
+def _not_found(files: list[Path], sequence_length: int | None) -> WeightsNotFoundError:
     lengths = sorted({frames for _, frames, _ in _seed_files(files)})
     wanted = f" with sequence length {sequence_length}" if sequence_length is not None else ""
     have = f"; seed checkpoints present for sequence lengths {lengths}" if lengths else ""
     return WeightsNotFoundError(
-        f"no classifier checkpoint{wanted} in {weights_dir}{have}. Put a seed file "
+        f"no classifier checkpoint{wanted} in the weights directory (WEIGHTS_DIR){have}. Put a seed file "
         f"(model_<acc>_acc_<frames>_frames_*.pt) or a project checkpoint ({DEFAULT_CHECKPOINT}) there, "
         "or pass --weights PATH"
     )
@@ -145,7 +164,8 @@ def _not_found(weights_dir: Path, files: list[Path], sequence_length: int | None
 def find_checkpoint(weights_dir: Path, *, name: str | None = None, sequence_length: int | None = None) -> Path:
     """The checkpoint to use.
 
-    `name` (a path, or a file name in `weights_dir`, with or without `.pt`) wins. With a
+    `name` (a file name in `weights_dir`, with or without `.pt`; or, for the CLI, a path containing a
+    separator) wins. With a
     `sequence_length`, the seed file of that length with the highest accuracy (the seed's rule);
     if there is none, the project default. Without one: the project default (`default.pt`, else
     the newest project checkpoint), else the seed file with the highest accuracy.
@@ -164,7 +184,7 @@ def find_checkpoint(weights_dir: Path, *, name: str | None = None, sequence_leng
         return project
     if seeds and sequence_length is None:
         return max(seeds, key=lambda item: (item[0], item[2].name))[2]
-    raise _not_found(weights_dir, files, sequence_length)
+    raise _not_found(files, sequence_length)
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -172,7 +192,9 @@ def find_checkpoint(weights_dir: Path, *, name: str | None = None, sequence_leng
 
 def _read(path: Path) -> object:
     if not path.is_file():
-        raise WeightsNotFoundError(f"checkpoint {path} does not exist")
+        raise WeightsNotFoundError(f"checkpoint {path.name} does not exist")
+    if not _looks_like_torch_file(path):
+        raise CheckpointFormatError(f"{path.name} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -180,8 +202,20 @@ def _read(path: Path) -> object:
         raise CheckpointFormatError(
             f"{path.name} is not a plain tensor checkpoint and was refused (weights_only): {first}"
         ) from exc
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointFormatError(f"{path.name} cannot be read as a PyTorch checkpoint (truncated or corrupt?): {exc}") from exc
+    except _UNREADABLE as exc:
+        # The unpickler meets arbitrary bytes here: an empty stack or a bad opcode surfaces as any of these.
+        raise CheckpointFormatError(f"{path.name} cannot be read as a PyTorch checkpoint (truncated or corrupt?): "
+                                    f"{type(exc).__name__}") from exc
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (since 1.6) or, in the legacy format, a pickle (protocol 2+)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_ZIP_MAGIC))
+    except OSError:
+        return False
+    return head.startswith(_ZIP_MAGIC) or head[:1] == _PICKLE_PROTO
 
 
 def _is_state_dict(obj: object) -> bool:

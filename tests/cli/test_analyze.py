@@ -87,3 +87,12 @@ def test_missing_file_and_missing_weights(tmp_path, weights_dir):
     clip = make_face_clip(tmp_path / "clip.mp4", seconds=0.3, fps=10, width=160, height=120)
     done = deepfake("analyze", str(clip), weights_dir=tmp_path / "empty")
     assert done.returncode != 0 and "weights_not_found" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("weights", ["/etc/passwd", "/dev/null"])
+def test_a_file_that_is_not_a_checkpoint_is_a_one_line_typed_error(tmp_path, weights_dir, weights):
+    clip = make_face_clip(tmp_path / "clip.mp4", seconds=0.3, fps=10, width=160, height=120)
+    done = deepfake("analyze", str(clip), "--weights", weights, weights_dir=weights_dir)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "checkpoint_invalid" in done.stderr or "weights_not_found" in done.stderr

@@ -90,9 +90,28 @@ def test_find_by_name_or_path(tmp_path: Path) -> None:
         find_checkpoint(tmp_path, name="other")
 
 
-def test_nothing_found_says_where_and_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(WeightsNotFoundError, match=rf"{tmp_path}.*--weights"):
+def test_a_bare_name_resolves_only_inside_the_weights_dir(tmp_path: Path, monkeypatch) -> None:
+    weights, elsewhere = tmp_path / "weights", tmp_path / "cwd"
+    weights.mkdir(), elsewhere.mkdir()
+    _touch(weights / "notes.txt")
+    for name in ("serve.log", "model.pt"):
+        _touch(elsewhere / name)
+    monkeypatch.chdir(elsewhere)
+    errors = []
+    for name in ("serve.log", "model.pt", "model", "notes.txt", "notes", "nope.pt"):
+        with pytest.raises(WeightsNotFoundError) as error:
+            find_checkpoint(weights, name=name)
+        errors.append(error.value)
+    # Present elsewhere, present but not a checkpoint, absent: one code, and no server path in any message.
+    assert {e.code for e in errors} == {"weights_not_found"}
+    assert not any(str(tmp_path) in e.message for e in errors)
+    assert find_checkpoint(weights, name="./model.pt") == Path("./model.pt")  # a path, as only the CLI may send
+
+
+def test_nothing_found_says_what_to_do_without_server_paths(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match=r"WEIGHTS_DIR.*--weights") as error:
         find_checkpoint(tmp_path)
+    assert str(tmp_path) not in error.value.message
 
 
 def test_project_round_trip_keeps_metadata_and_outputs(tmp_path: Path) -> None:
@@ -132,6 +151,16 @@ def test_refuses_raw_pickle(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointFormatError):
         load_model(path)
+
+
+@pytest.mark.parametrize("content", [b"root:x:0:0:root:/root:/bin/bash\n", b"", b"PK\x03\x04junk",
+                                     b"\x80\x02junk", b"\x80\x02]q\x00.", bytes(range(256))])
+def test_any_other_file_is_a_typed_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "passwd"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointFormatError) as error:
+        load_model(path)
+    assert error.value.code == "checkpoint_invalid" and "\n" not in error.value.message
 
 
 def test_truncated_file(tmp_path: Path) -> None:
