@@ -139,12 +139,18 @@ def openapi_document() -> Response:
 
 
 def load_job(job_id: str) -> Job:
-    """The owner's job with this id, or a 404 (also for ids that are not UUIDs)."""
+    """The owner's job with this id, or a 404 (also for ids that are not UUIDs in canonical form).
+
+    Only the lower-case hyphenated spelling is an id: one resource, one URL (uuid.UUID would also take
+    upper case, braces, a `urn:uuid:` prefix or no hyphens).
+    """
     try:
-        parsed = uuid.UUID(job_id)
+        canonical = str(uuid.UUID(job_id))
     except ValueError:
         raise JobNotFoundError(f"no job with id {job_id!r}") from None
-    job = job_store.get_job(session=get_session(), owner=current_owner(), job_id=str(parsed))
+    if canonical != job_id:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    job = job_store.get_job(session=get_session(), owner=current_owner(), job_id=canonical)
     if job is None:
         raise JobNotFoundError(f"no job with id {job_id!r}")
     return job

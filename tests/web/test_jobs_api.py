@@ -132,6 +132,16 @@ def test_unknown_and_malformed_ids_are_404_json(client, make_job):
         assert response.json["error"]["code"] == "job_not_found"
 
 
+def test_only_the_canonical_spelling_of_an_id_finds_the_job(client, make_job):
+    job_id = make_job()
+    compact = job_id.replace("-", "")
+    for spelling in (job_id.upper(), "{" + job_id + "}", compact, f"urn:uuid:{job_id}", f" {job_id}"):
+        assert client.get(f"/api/v1/jobs/{spelling}").status_code == 404, spelling
+        assert client.get(f"/jobs/{spelling}").status_code == 404, spelling
+    assert client.post(f"/api/v1/jobs/{job_id.upper()}/cancel").status_code == 404
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+
+
 def test_jobs_of_another_owner_are_invisible(client, other_owner_app, make_job):
     mine = make_job()
     other = other_owner_app.test_client()
