@@ -86,7 +86,7 @@ def test_the_web_app_runs_gunicorn_and_is_published_on_loopback_only(compose):
     assert web["command"][:2] == ["deepfake", "web"] and "--server" not in web["command"]
     assert [interpolate(port, {}) for port in web["ports"]] == ["127.0.0.1:8000:8000"]
     published = [name for name, service in compose["services"].items() if name != "web" and service.get("ports")]
-    assert published == []
+    assert published == ["flower"]  # the optional monitoring profile, also on loopback (below)
 
 
 def test_redis_persists_its_queue_and_never_evicts_tasks(compose):
@@ -107,6 +107,21 @@ def test_workers_write_converted_models_to_the_model_cache_volume(compose):
         cache = service["environment"]["MODEL_CACHE_DIR"]
         assert f"model-cache:{cache}" in service["volumes"], name
         assert "./weights:/weights:ro" in service["volumes"], name
+
+
+def test_the_monitoring_profile_adds_flower_on_loopback_behind_a_password(compose):
+    flower = compose["services"]["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    assert re.fullmatch(r"mher/flower:\d+\.\d+\.\d+", flower["image"])  # a pinned release, not :latest
+    assert [interpolate(port, {}) for port in flower["ports"]] == ["127.0.0.1:5555:5555"]
+    with pytest.raises(KeyError, match="FLOWER_BASIC_AUTH"):
+        interpolate(flower["environment"]["FLOWER_BASIC_AUTH"], {})
+    broker = interpolate(flower["environment"]["CELERY_BROKER_URL"], {"REDIS_PASSWORD": "pw"})
+    assert broker == interpolate(compose["x-service-env"]["REDIS_URL"], {"REDIS_PASSWORD": "pw"})
+
+
+def test_the_web_checks_for_installed_checkpoints_read_only(compose):
+    assert "./weights:/weights:ro" in compose["services"]["web"]["volumes"]
 
 
 def test_the_gpu_profile_adds_a_cuda_worker_with_a_reserved_gpu(compose):
