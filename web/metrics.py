@@ -39,8 +39,10 @@ def metrics() -> Response:
 
 
 def job_lines(jobs: JobMetrics) -> Iterable[str]:
-    yield from _family("deepfake_jobs", "gauge", "Jobs in the database by status.",
-                       [({"status": status}, count) for status, count in jobs.by_status.items()])
+    yield from _family("deepfake_jobs", "gauge", "Jobs queued or running now.",
+                       [({"status": status}, count) for status, count in jobs.active.items()])
+    yield from _family("deepfake_recent_jobs", "gauge", f"Jobs created in the last {RECENT_S} s that ended, by status.",
+                       [({"status": status}, count) for status, count in jobs.recent_ended.items()])
     yield from _family("deepfake_oldest_queued_job_age_seconds", "gauge",
                        "Seconds since the oldest queued job was created (0 when none waits).",
                        [({}, jobs.oldest_queued_age_s or 0.0)])

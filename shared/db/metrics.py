@@ -1,23 +1,27 @@
 """What /metrics reports from the jobs table, read at scrape time with bounded queries.
 
-Every query filters on `status` first, so it is a range of `ix_jobs_status_created`:
-- jobs by status: a GROUP BY over that index (an index-only scan on PostgreSQL);
-- the oldest queued job and the running jobs' heartbeats: the queued and running ranges only,
-  which stay as small as the queue and the worker count;
-- durations and frames: succeeded jobs created within RECENT_S (the index's second column), so
-  the cost follows the recent throughput, not the table's age.
+Every query filters on `status` first, so it is a range of `ix_jobs_status_created`, and none
+grows with the table's age:
+- queued and running jobs (counts, the oldest queued job, the running jobs' heartbeats): ranges
+  as small as the queue and the number of workers;
+- ended jobs (counts by status, durations, frames): those created within RECENT_S only (the
+  index's second column), so the cost follows the recent throughput. Counting all ended jobs
+  would read the whole table: 100 ms per 200,000 jobs on PostgreSQL (a parallel sequential scan).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Job, JobStatus, utcnow
 
-# The window for durations and frames/s: long enough to hold a few long jobs, short enough to follow changes.
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+TERMINAL_ORDER = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# The window for ended jobs and frames/s: long enough to hold a few long jobs, short enough to follow changes.
 RECENT_S = 3600
 
 
@@ -31,7 +35,9 @@ class FinishedJob:
 
 @dataclass(frozen=True)
 class JobMetrics:
-    by_status: dict[str, int]
+    # queued and running: all of them; succeeded, failed, cancelled: created within RECENT_S
+    active: dict[str, int]
+    recent_ended: dict[str, int]
     oldest_queued_age_s: float | None
     # worker name → seconds since the freshest heartbeat of its running jobs
     running_heartbeat_age_s: dict[str, float]
@@ -41,13 +47,21 @@ class JobMetrics:
 def read_job_metrics(*, session: Session, now: datetime | None = None, recent_s: float = RECENT_S) -> JobMetrics:
     """The jobs table as /metrics reports it (see the module docstring for what each query reads)."""
     now = now or utcnow()
-    counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    by_status = {status.value: int(counts.get(status.value, 0)) for status in JobStatus}
+    since = now - timedelta(seconds=recent_s)
     oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED.value))
-    return JobMetrics(by_status=by_status,
+    return JobMetrics(active=_counts(session, ACTIVE_STATUSES),
+                      recent_ended=_counts(session, TERMINAL_ORDER, Job.created_at >= since),
                       oldest_queued_age_s=_age(now, oldest),
                       running_heartbeat_age_s=_running_heartbeats(session, now),
-                      recent=_recent_finished(session, now - timedelta(seconds=recent_s)))
+                      recent=_recent_finished(session, since))
+
+
+def _counts(session: Session, statuses: tuple[JobStatus, ...], *where: Any) -> dict[str, int]:
+    values = [status.value for status in statuses]
+    rows = session.execute(select(Job.status, func.count()).where(Job.status.in_(values), *where)
+                           .group_by(Job.status)).all()
+    found = dict(rows)
+    return {value: int(found.get(value, 0)) for value in values}
 
 
 def _running_heartbeats(session: Session, now: datetime) -> dict[str, float]:

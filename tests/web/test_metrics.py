@@ -10,6 +10,7 @@ import redis
 from sqlalchemy import update
 
 from shared import liveness
+from shared.db.metrics import RECENT_S
 from shared.db.models import Job, utcnow
 from tests.web.conftest import build_app
 
@@ -63,14 +64,16 @@ def test_metrics_report_jobs_queue_durations_frames_and_workers(client, make_job
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain; version=0.0.4")
     samples = parse(response.get_data(as_text=True))
-    counts = {status: sample(samples, "deepfake_jobs", status=status)
-              for status in ("queued", "running", "succeeded", "failed", "cancelled")}
-    assert counts == {"queued": 2, "running": 1, "succeeded": 2, "failed": 1, "cancelled": 0}
+    assert {status: sample(samples, "deepfake_jobs", status=status) for status in ("queued", "running")} \
+        == {"queued": 2, "running": 1}
+    assert {status: sample(samples, "deepfake_recent_jobs", status=status)
+            for status in ("succeeded", "failed", "cancelled")} == {"succeeded": 2, "failed": 1, "cancelled": 0}
     assert 120 <= sample(samples, "deepfake_oldest_queued_job_age_seconds") < 180
     assert sample(samples, "deepfake_running_job_heartbeat_age_seconds", worker="test-worker") < 60
     assert sample(samples, "deepfake_recent_frames_analysed") == 40  # two jobs of 20 frames
     assert sample(samples, "deepfake_recent_frames_per_second") > 0
     assert sample(samples, "deepfake_recent_job_duration_seconds_count") == 2
+    assert sample(samples, "deepfake_recent_job_duration_seconds_bucket", le="1") == 2  # both ended at once
     assert sample(samples, "deepfake_recent_job_duration_seconds_bucket", le="+Inf") == 2
     assert sample(samples, "deepfake_broker_up") == 1
     assert sample(samples, "deepfake_queue_messages", queue=task_queue) == 1
@@ -95,3 +98,15 @@ def test_metrics_still_answer_when_redis_does_not(settings):
 
     assert sample(samples, "deepfake_broker_up") == 0
     assert ("deepfake_jobs", frozenset({("status", "queued")})) in samples
+
+
+def test_ended_jobs_older_than_the_recent_window_are_left_out(client, make_job, advance_job, session_factory):
+    advance_job(make_job(), "succeeded")
+    with session_factory() as session:
+        session.execute(update(Job).values(created_at=utcnow() - timedelta(seconds=RECENT_S + 60)))
+        session.commit()
+
+    samples = parse(client.get("/metrics").get_data(as_text=True))
+
+    assert sample(samples, "deepfake_recent_jobs", status="succeeded") == 0
+    assert sample(samples, "deepfake_recent_frames_analysed") == 0
