@@ -4,7 +4,7 @@ Anything that fails before the job is queued leaves nothing behind: no file, no 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flask import current_app, request
 
@@ -18,6 +18,9 @@ from web.errors import ApiError, ServiceUnavailableError
 from web.queue import EnqueueError, enqueue_analysis
 from web.schemas import OPTION_PROPERTIES
 from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
+
+if TYPE_CHECKING:
+    from shared.media import VideoInfo
 
 # The engine settings a client may choose per job (device, batch size and the like are the operator's);
 # declared once, with their types, for the OpenAPI document.
@@ -41,7 +44,7 @@ def submit_job() -> Job:
     try:
         refuse_ambiguous_parts(form)
         params = validate_params(form.fields)
-        _probe(upload)
+        upload = upload.stored_as(_probe(upload).container)
         return _record_and_enqueue(upload, params)
     except BaseException:
         upload.delete()
@@ -79,12 +82,12 @@ def _receive() -> ReceivedForm:
     return form
 
 
-def _probe(upload: StoredUpload) -> None:
+def _probe(upload: StoredUpload) -> VideoInfo:
     # Imported here: PyAV is only needed on the upload path.
     from shared.media import probe_video
 
     try:
-        probe_video(upload.path)
+        return probe_video(upload.path)
     except InputError as exc:
         # Name the client's file, not the server's storage path.
         raise type(exc)(exc.message.replace(str(upload.path), repr(upload.original_name))) from None

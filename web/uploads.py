@@ -1,14 +1,15 @@
 """Receive a multipart upload straight to disk: chunked, capped, hashed while streaming.
 
 Werkzeug's multipart parser calls our stream factory for each file part; the factory hands it a
-writer that lands in DATA_DIR/uploads/<uuid4>.<ext>, so the video is never held in memory.
+writer that lands in DATA_DIR/uploads/<uuid4>.part, so the video is never held in memory. Once
+probed, the file is renamed to the extension of the container found in it (`stored_as`): nothing in
+a stored name comes from the client, whose file name is kept only as a label.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -17,8 +18,11 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
-_SAFE_EXT = re.compile(r"^[a-z0-9]{1,10}$")
 VIDEO_FIELD = "video"
+RECEIVING_SUFFIX = "part"
+# The probe's container name -> the extension a stored upload gets.
+CONTAINER_EXTENSIONS = {"mp4": "mp4", "mov": "mov", "3gp": "3gp", "matroska": "mkv", "avi": "avi", "asf": "wmv",
+                        "flv": "flv", "gif": "gif", "mpegts": "ts"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class StoredUpload:
     def delete(self) -> None:
         """Remove the stored file (it was refused, or never queued)."""
         self.path.unlink(missing_ok=True)
+
+    def stored_as(self, container: str) -> "StoredUpload":
+        """The same upload renamed to the extension of the container the probe found (`bin` if unknown)."""
+        path = self.path.with_suffix("." + CONTAINER_EXTENSIONS.get(container, "bin"))
+        self.path.rename(path)
+        return replace(self, path=path)
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ class UploadReceiver:
     def stream_factory(self, total_content_length: int | None, content_type: str | None,
                        filename: str | None = None, content_length: int | None = None) -> CappedHashingWriter:
         """Werkzeug's stream_factory hook: a new server-named file for each file part."""
-        path = self.uploads_dir / f"{uuid.uuid4()}.{safe_extension(filename)}"
+        path = self.uploads_dir / f"{uuid.uuid4()}.{RECEIVING_SUFFIX}"
         writer = CappedHashingWriter(path, max_bytes=self.max_bytes)
         self.writers.append(writer)
         return writer
@@ -129,12 +139,6 @@ class UploadReceiver:
             else:
                 writer.path.unlink(missing_ok=True)
         return kept
-
-
-def safe_extension(filename: str | None) -> str:
-    """The client's extension if it is short and alphanumeric, else `bin` (never a path piece)."""
-    suffix = Path(filename or "").suffix.lower().lstrip(".")
-    return suffix if _SAFE_EXT.match(suffix) else "bin"
 
 
 def _display_name(filename: str | None) -> str:

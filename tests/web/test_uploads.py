@@ -8,13 +8,29 @@ import threading
 import psutil
 import pytest
 
-from web.uploads import safe_extension
+from tests.web.conftest import uploads
 
 
-@pytest.mark.parametrize("filename, ext", [("clip.MP4", "mp4"), ("a.b.webm", "webm"), ("noext", "bin"),
-                                            ("../../x.sh;rm", "bin"), ("x.verylongextension", "bin"), (None, "bin")])
-def test_safe_extension(filename, ext):
-    assert safe_extension(filename) == ext
+def _remux(source, path, *, container):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c", "copy", "-f", container, str(path)],
+                   check=True)
+    return path
+
+
+@pytest.mark.parametrize("container, client_name, stored_ext", [
+    ("mp4", "clip.php", ".mp4"), ("matroska", "clip.mp4", ".mkv"), ("mpegts", "../../x.sh;rm", ".ts"),
+    ("avi", "noext", ".avi"),
+])
+def test_the_stored_extension_is_the_probed_containers(client, settings, video_clip, tmp_path, container,
+                                                       client_name, stored_ext):
+    source = _remux(video_clip, tmp_path / "source.bin", container=container)
+    with open(source, "rb") as video:
+        response = client.post("/api/v1/jobs", data={"video": (video, client_name)})
+
+    assert response.status_code == 202, response.json
+    [stored] = uploads(settings)
+    assert stored.suffix == stored_ext
+    assert response.json["upload"]["name"] == client_name.rsplit("/", 1)[-1]
 
 
 def _ts_video(path, *, source, megabytes):
