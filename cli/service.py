@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run web app, workers, and (if needed) Redis and SQLite")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1; 0: jobs wait for workers started elsewhere)")
     serve.set_defaults(handler=serve_command)
 
     web = subparsers.add_parser("web", help="run only the web app (needs REDIS_URL)")
@@ -233,7 +234,11 @@ def serve_command(args: argparse.Namespace) -> int:
                 settings = replace(settings, redis_url=redis_url)
             settings = replace(settings, database_url=settings.effective_database_url)
             migrate(settings)
-            workers += [start_worker_process(settings, index=i, processes=args.workers) for i in range(args.workers)]
+            for line in startup_warnings(settings, workers=args.workers):
+                print(f"deepfake: warning: {line}", file=sys.stderr, flush=True)
+            for index in range(args.workers):
+                workers.append(start_worker_process(settings, index=index, processes=args.workers))
+                print(f"deepfake: worker {index} started (log: {worker_log_path(settings, index)})", flush=True)
             supervisor = WorkerSupervisor(settings, workers, redis=redis_process)
             supervisor.start()
             _serve_web(settings, host=args.host, port=args.port)
@@ -245,6 +250,34 @@ def serve_command(args: argparse.Namespace) -> int:
         stop_children(([redis_process] if redis_process else []) + workers)
     print("deepfake: stopped", flush=True)
     return 0
+
+
+def startup_warnings(settings, *, workers: int) -> list[str]:
+    """What keeps this `serve` from analysing, or analysing well; said once at start.
+
+    `--workers 0` is allowed (the web and its queue, with workers started elsewhere against the
+    same REDIS_URL and database), but said: on its own such a service only queues jobs.
+    The checks look for files, as /readyz does, so the web process never imports the engine.
+    """
+    from shared.model.weights_registry import find_detector_weights
+
+    warnings = []
+    weights = Path(settings.weights_dir)
+    if not (weights.is_dir() and any(weights.glob("*.pt"))):
+        warnings.append(f"no model checkpoint (model_<acc>_acc_<frames>_frames_*.pt) in {weights.resolve()}: "
+                        "every job will fail and /readyz reports not ready; weights/README.md says where to get one")
+    if not any(find_detector_weights(weights, backbone=name) for name in ("mobilenet0.25", "resnet50")):
+        warnings.append(f"no RetinaFace weights in {weights.resolve()}: faces are found with OpenCV's Haar fallback, "
+                        "which misses profile and small faces; run `deepfake weights fetch retinaface-mobilenet0.25`")
+    if workers == 0:
+        warnings.append(f"--workers 0: jobs wait in queue {settings.worker_queues[0]!r} until a `deepfake worker` "
+                        f"with this REDIS_URL and database consumes it ({settings.redis_url}); "
+                        "/readyz reports not ready until one is alive")
+    return warnings
+
+
+def worker_log_path(settings, index: int) -> Path:
+    return Path(settings.data_dir) / "logs" / f"worker-{index}.log"
 
 
 class WorkerSupervisor(threading.Thread):
@@ -280,7 +313,7 @@ class WorkerSupervisor(threading.Thread):
             if code is None or index in self._given_up or self._halt.is_set():
                 continue
             _reap_group_stragglers(process.pid)
-            log_path = Path(self.settings.data_dir) / "logs" / f"worker-{index}.log"
+            log_path = worker_log_path(self.settings, index)
             now, recent = time.monotonic(), self._restarts[index]
             while recent and now - recent[0] > RESTART_WINDOW_S:
                 recent.popleft()
@@ -333,9 +366,9 @@ def start_worker_process(settings, *, index: int, processes: int = 1) -> subproc
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     command = [sys.executable, "-m", "cli.main", "worker", "--hostname", f"serve-{index}-{os.getpid()}@%h"]
-    log_dir = Path(settings.data_dir) / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    return _spawn(command, log_path=log_dir / f"worker-{index}.log", extra_env=env)
+    log_path = worker_log_path(settings, index)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return _spawn(command, log_path=log_path, extra_env=env)
 
 
 def stop_children(children: Sequence[subprocess.Popen]) -> None:

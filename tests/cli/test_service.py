@@ -14,7 +14,7 @@ import requests
 from cli.service import free_port
 from shared.db.session import current_revision, head_revision
 from tests.checkpoints import write_seed_checkpoint
-from tests.conftest import REDIS_URL, REPO_ROOT, stop_process_group, wait_for
+from tests.conftest import PUBLISHED_DETECTOR, REDIS_URL, REPO_ROOT, stop_process_group, wait_for
 from tests.media import make_face_clip
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -145,9 +145,13 @@ def test_serve_runs_a_job_end_to_end_with_embedded_redis_and_sqlite_then_stops_c
         assert job["status"] == "succeeded", job
         assert job["result"]["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE")
         assert (tmp_path / "var" / "deepfake.db").is_file()
+        assert requests.get(f"{base}/readyz", timeout=5).json()["checks"]["workers"] == "ok"
     finally:
         code = _stop_serve(serve) if serve is not None else None
-    assert code == 0, (tmp_path / "serve.log").read_text()
+    output = (tmp_path / "serve.log").read_text()
+    assert code == 0, output
+    assert f"worker 0 started (log: {tmp_path / 'var' / 'logs' / 'worker-0.log'})" in output
+    assert "no model checkpoint" not in output and "no RetinaFace weights" in output
     still_running = [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     assert still_running == []
 
@@ -206,3 +210,19 @@ def test_supervisor_gives_up_on_a_worker_that_keeps_dying(tmp_path, monkeypatch,
     assert len(started) == 1 + service.RESTARTS_ALLOWED
     assert err.count("; restarting it") == service.RESTARTS_ALLOWED
     assert "not restarting it" in err and "worker-0.log" in err
+
+
+def test_serve_warns_of_missing_weights_and_of_no_workers(tmp_path):
+    from cli.service import startup_warnings
+    from shared.settings import Settings
+
+    settings = Settings(weights_dir=tmp_path / "weights", data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/0")
+
+    checkpoint, detector, no_workers = startup_warnings(settings, workers=0)
+
+    assert "no model checkpoint" in checkpoint and "weights/README.md" in checkpoint
+    assert "Haar fallback" in detector and "deepfake weights fetch" in detector
+    assert "--workers 0" in no_workers and "'analysis'" in no_workers
+    write_seed_checkpoint(settings.weights_dir)
+    (settings.weights_dir / "retinaface-mobilenet0.25.onnx").symlink_to(PUBLISHED_DETECTOR)
+    assert startup_warnings(settings, workers=1) == []
