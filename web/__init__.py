@@ -4,6 +4,7 @@ Never imports torch or the worker: jobs are enqueued by task name (see `web.queu
 """
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from flask import Flask
@@ -44,7 +45,10 @@ def create_app(settings: Settings | None = None, *, test_config: dict[str, Any] 
 def _default_config(settings: Settings) -> dict[str, Any]:
     max_upload = settings.max_upload_mb * MIB
     return {
-        "SECRET_KEY": settings.secret_key,
+        # Signs the session that holds the pages' CSRF token. Without one configured, a key per process:
+        # enough for `serve` (one process); several web processes must share SECRET_KEY.
+        "SECRET_KEY": settings.secret_key or secrets.token_hex(32),
+        "SESSION_COOKIE_SAMESITE": "Lax",
         "MAX_UPLOAD_BYTES": max_upload,
         "MAX_CONTENT_LENGTH": max_upload + FORM_OVERHEAD_BYTES,
         # Werkzeug also applies this to its parse buffer (64 KiB reads + leftovers): keep its default.

@@ -11,6 +11,7 @@ from web.api import fetch_job_page, load_job, partial_windows, remove_job
 from web.db import get_session
 from web.presenters import job_json, job_summary_json
 from web.schemas import JOB_STATUSES, OPTION_PROPERTIES
+from web.security import CSRF_FIELD, require_csrf_token
 from web.submission import submit_job
 
 bp = Blueprint("pages", __name__)
@@ -26,7 +27,7 @@ def upload_page() -> str:
 @bp.post("/")
 def upload_form() -> Response:
     """The form's plain POST, for browsers without JavaScript: submit, then go to the job page."""
-    job = submit_job()
+    job = submit_job(from_page_form=True)
     return redirect(url_for("pages.job_page", job_id=str(job.id)), code=303)
 
 
@@ -44,6 +45,7 @@ def job_page(job_id: str) -> str:
 @bp.post("/jobs/<job_id>/delete")
 def delete_job(job_id: str) -> Response:
     """The job page's delete button, a plain form POST: delete the ended job, then show the list."""
+    require_csrf_token(request.form.get(CSRF_FIELD))
     remove_job(load_job(job_id))
     return redirect(url_for("pages.jobs_page"), code=303)
 

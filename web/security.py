@@ -5,9 +5,11 @@ shared cache, framed by another site, or changed by a request another site's pag
 """
 from __future__ import annotations
 
+import hmac
+import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, session
 
 from web.errors import ApiError
 
@@ -26,6 +28,9 @@ SECURITY_HEADERS = {
 # Pages, JSON and artifacts all carry upload-derived data (names, verdicts, face crops).
 PRIVATE_CACHE = "private, no-store"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The pages' forms carry this hidden field; its value lives in the signed session cookie.
+CSRF_FIELD = "csrf_token"
+_CSRF_SESSION_KEY = "csrf"
 
 
 class CrossOriginRequestError(ApiError):
@@ -33,9 +38,30 @@ class CrossOriginRequestError(ApiError):
     code = "cross_origin_request"
 
 
+class CsrfTokenError(ApiError):
+    status = 403
+    code = "csrf_token_invalid"
+
+
 def init_app(app: Flask) -> None:
     app.before_request(refuse_cross_site_writes)
     app.after_request(add_security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+
+def csrf_token() -> str:
+    """This browser session's form token, made on first use (templates call it for their forms)."""
+    token = session.get(_CSRF_SESSION_KEY)
+    if not token:
+        token = session[_CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
+    return token
+
+
+def require_csrf_token(submitted: str | None) -> None:
+    """Refuse a page form whose token is missing or not this session's (compared in constant time)."""
+    expected = session.get(_CSRF_SESSION_KEY)
+    if not expected or not submitted or not hmac.compare_digest(expected.encode(), submitted.encode()):
+        raise CsrfTokenError("this form has expired or did not come from this site: reload the page and try again")
 
 
 def refuse_cross_site_writes() -> None:

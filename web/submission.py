@@ -17,6 +17,7 @@ from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
 from web.queue import EnqueueError, enqueue_analysis
 from web.schemas import OPTION_PROPERTIES
+from web.security import CSRF_FIELD, require_csrf_token
 from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
 
 if TYPE_CHECKING:
@@ -37,13 +38,16 @@ class EmptyUploadError(ApiError):
     code = "empty_upload"
 
 
-def submit_job() -> Job:
-    """Handle POST /api/v1/jobs for the current request and owner."""
+def submit_job(*, from_page_form: bool = False) -> Job:
+    """Handle POST /api/v1/jobs (or the upload page's form, which must carry its CSRF token)."""
     form = _receive()
     upload = form.video
     try:
         refuse_ambiguous_parts(form)
-        params = validate_params(form.fields)
+        fields = dict(form.fields)
+        if from_page_form:
+            require_csrf_token(fields.pop(CSRF_FIELD, None))
+        params = validate_params(fields)
         upload = upload.stored_as(_probe(upload).container)
         return _record_and_enqueue(upload, params)
     except BaseException:

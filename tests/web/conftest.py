@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
@@ -69,6 +70,12 @@ def queued_tasks(redis_url: str, task_queue: str) -> Callable[[], list[tuple[str
         return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
 
     return read
+
+
+def page_csrf_token(client: FlaskClient, path: str = "/") -> str:
+    """The CSRF token a page's form carries (the client keeps the session cookie that matches it)."""
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def uploads(settings: Settings) -> list[Path]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.web.conftest import job_count, uploads
+from tests.web.conftest import job_count, page_csrf_token, uploads
 
 
 def _submit(client, video_clip) -> str:
@@ -57,9 +57,12 @@ def test_the_job_page_offers_delete_once_the_job_ended(client, make_job, advance
 
     assert 'id="delete-button"' not in client.get(f"/jobs/{queued}").text
     assert 'id="delete-button"' in client.get(f"/jobs/{failed}").text
-    assert client.post(f"/jobs/{queued}/delete").status_code == 409
+    token = {"csrf_token": page_csrf_token(client, f"/jobs/{failed}")}
+    assert client.post(f"/jobs/{queued}/delete", data=token).status_code == 409
+    assert client.post(f"/jobs/{failed}/delete").status_code == 403  # the form's token is required
+    assert client.post(f"/jobs/{failed}/delete", data={"csrf_token": "forged"}).status_code == 403
 
-    response = client.post(f"/jobs/{failed}/delete")
+    response = client.post(f"/jobs/{failed}/delete", data=token)
 
     assert response.status_code == 303 and response.headers["Location"] == "/jobs"
     assert client.get(f"/jobs/{failed}").status_code == 404

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import re
 
-from tests.web.conftest import engine_result
+import pytest
+
+from tests.web.conftest import engine_result, page_csrf_token, uploads
 
 
 def _embedded_job(html: str) -> dict:
@@ -24,7 +26,8 @@ def test_upload_page_has_the_form_drop_zone_and_settings(client):
 
 def test_plain_form_post_redirects_to_the_job_page(client, video_clip, queued_tasks):
     with open(video_clip, "rb") as video:
-        response = client.post("/", data={"video": (video, "clip.mp4"), "sequence_length": ""})
+        response = client.post("/", data={"video": (video, "clip.mp4"), "sequence_length": "",
+                                          "csrf_token": page_csrf_token(client)})
 
     assert response.status_code == 303
     job_id = response.headers["Location"].rsplit("/", 1)[-1]
@@ -32,12 +35,30 @@ def test_plain_form_post_redirects_to_the_job_page(client, video_clip, queued_ta
     assert queued_tasks() == [("deepfake.analyze_job", [job_id])]
 
 
+@pytest.mark.parametrize("token", [None, "", "forged"])
+def test_plain_form_post_without_this_sessions_token_is_403(client, settings, video_clip, queued_tasks, token):
+    page_csrf_token(client)
+    fields = {} if token is None else {"csrf_token": token}
+    with open(video_clip, "rb") as video:
+        response = client.post("/", data={"video": (video, "clip.mp4"), **fields})
+
+    assert response.status_code == 403 and "csrf_token_invalid" in response.text
+    assert uploads(settings) == [] and queued_tasks() == []
+
+
+def test_a_token_from_another_session_is_refused(app, client, video_clip, queued_tasks):
+    token = page_csrf_token(app.test_client())
+    page_csrf_token(client)
+    with open(video_clip, "rb") as video:
+        assert client.post("/", data={"video": (video, "clip.mp4"), "csrf_token": token}).status_code == 403
+
+
 def test_plain_form_post_of_a_non_video_shows_an_error_page(client, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a video")
 
     with open(notes, "rb") as video:
-        response = client.post("/", data={"video": (video, "notes.txt")})
+        response = client.post("/", data={"video": (video, "notes.txt"), "csrf_token": page_csrf_token(client)})
 
     assert response.status_code == 415
     assert response.mimetype == "text/html" and "not_a_video" in response.text

@@ -43,6 +43,8 @@
     var data = new FormData(form);
     // Empty settings mean "the model's own value": do not send them.
     Array.from(data.keys()).forEach(function (key) { if (key !== "video" && data.get(key) === "") data.delete(key); });
+    // The page's CSRF token is for its plain form post; the API refuses cross-site requests by Origin.
+    data.delete("csrf_token");
     var request = new XMLHttpRequest();
     request.open("POST", form.dataset.api);
     request.setRequestHeader("Accept", "application/json");
