@@ -23,7 +23,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it browsers send `Origin: null` on the pages' own form posts.
+    "Referrer-Policy": "same-origin",
 }
 # Pages, JSON and artifacts all carry upload-derived data (names, verdicts, face crops).
 PRIVATE_CACHE = "private, no-store"

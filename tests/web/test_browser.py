@@ -29,6 +29,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land in the console
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1600"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
@@ -79,3 +80,21 @@ def test_upload_watch_progress_and_see_the_timeline(live_server, browser, settin
 
     browser.refresh()  # the result survives a reload: the page needs only the job id
     assert browser.find_elements(By.CSS_SELECTOR, "#timeline svg polyline")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_pages_work_under_the_content_security_policy(live_server, browser, make_job, advance_job):
+    """The ended job's page draws its timeline and its delete form (with the CSRF token) works; nothing refused."""
+    from selenium.webdriver.common.by import By
+
+    job_id = make_job()
+    advance_job(job_id, "succeeded")
+    browser.get(live_server + "/")
+    browser.get(f"{live_server}/jobs/{job_id}")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#timeline svg polyline"), timeout=10,
+             what="the timeline drawn by job.js")
+    browser.find_element(By.CSS_SELECTOR, "#delete-section summary").click()
+    browser.find_element(By.ID, "delete-button").click()
+    wait_for(lambda: browser.current_url.endswith("/jobs"), timeout=10, what="the jobs list after delete")
+    refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert refused == []
