@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping
 
-from shared.errors import InvalidOptionsError
+from shared.errors import InvalidOptionsError, WeightsNotFoundError
 
 FACE_DETECTORS = ("auto", "retinaface", "opencv", "none")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 AGGREGATIONS = ("mean", "median", "max", "top_quartile")
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 # Form fields are read as plain ASCII decimals, with an optional sign and (for floats) a fraction.
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,9}", re.ASCII)
@@ -138,3 +140,16 @@ def _check_fraction(name: str, value: float | None, *, optional: bool = False, u
         return
     if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= upper:
         raise InvalidOptionsError(f"{name} must be a number from 0 to {upper}, got {value!r}")
+
+
+def named_checkpoint(weights_dir: Path, name: str) -> Path:
+    """The checkpoint a bare `weights` name means: `weights_dir/<name>` or `<name>.pt`, with a checkpoint suffix.
+
+    Here, torch-free, so the web can check a name before queueing with the worker's own rule. Nothing
+    outside `weights_dir` is looked at, and "absent" and "not a checkpoint file" read the same, with no path.
+    """
+    for candidate in (name, f"{name}.pt"):
+        path = Path(weights_dir) / candidate
+        if path.suffix in CHECKPOINT_SUFFIXES and path.parent == Path(weights_dir) and path.is_file():
+            return path
+    raise WeightsNotFoundError(f"no checkpoint named {name!r} in the weights directory (WEIGHTS_DIR)")

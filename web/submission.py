@@ -10,7 +10,7 @@ from flask import current_app, request
 
 from shared.db.jobs import create_job
 from shared.db.models import Job
-from shared.options import AnalysisOptions
+from shared.options import AnalysisOptions, named_checkpoint
 from shared.errors import InputError, InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
@@ -48,6 +48,7 @@ def submit_job(*, from_page_form: bool = False) -> Job:
         if from_page_form:
             require_csrf_token(fields.pop(CSRF_FIELD, None))
         params = validate_params(fields)
+        check_weights_name(params.get("weights"))
         upload = upload.stored_as(_probe(upload).container)
         return _record_and_enqueue(upload, params)
     except BaseException:
@@ -71,6 +72,17 @@ def validate_params(fields: Mapping[str, str]) -> dict[str, Any]:
     given = {name: value for name, value in fields.items() if value.strip() != ""}
     normalised = AnalysisOptions.from_mapping(given).to_dict()
     return {name: normalised[name] for name in given}
+
+
+def check_weights_name(name: str | None) -> None:
+    """Refuse an unknown checkpoint name before queueing, where this process sees WEIGHTS_DIR.
+
+    In the compose deployment only workers mount the weights: there the worker decides, and the job
+    fails with the same `weights_not_found`.
+    """
+    weights_dir = current_settings().weights_dir
+    if name is not None and weights_dir.is_dir():
+        named_checkpoint(weights_dir, name)
 
 
 def _receive() -> ReceivedForm:

@@ -20,6 +20,7 @@ from torch import nn
 from shared.files import sha256_file, write_atomically
 from shared.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
 from shared.model.networks import PROJECT_KIND, SEED_KIND, build_model
+from shared.options import CHECKPOINT_SUFFIXES, named_checkpoint
 
 FORMAT = "deepfake-detector-checkpoint"
 VERSION = 1
@@ -28,7 +29,6 @@ SEED_DEFAULT_SEQUENCE_LENGTH = 20
 SEED_NAME_PATTERN = re.compile(r"^model_(?P<acc>\d+(?:\.\d+)?)_acc_(?P<frames>\d+)_frames_.*\.pt$")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"
 _UNREADABLE = (RuntimeError, EOFError, ValueError, LookupError, TypeError, AttributeError, struct.error,
@@ -110,7 +110,7 @@ def is_project_checkpoint(path: Path) -> bool:
 def _checkpoint_files(weights_dir: Path) -> list[Path]:
     if not weights_dir.is_dir():
         return []
-    return sorted(p for p in weights_dir.iterdir() if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES)
+    return sorted(p for p in weights_dir.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
 
 
 def _seed_files(files: list[Path]) -> list[tuple[float, int, Path]]:
@@ -139,11 +139,7 @@ def _by_name(weights_dir: Path, name: str) -> Path:
         if not path.is_file():
             raise WeightsNotFoundError(f"checkpoint file {name} does not exist")
         return path
-    for candidate in (name, f"{name}.pt"):
-        path = weights_dir / candidate
-        if path.suffix in _CHECKPOINT_SUFFIXES and path.is_file():
-            return path
-    raise WeightsNotFoundError(f"no checkpoint named {name!r} in the weights directory (WEIGHTS_DIR)")
+    return named_checkpoint(weights_dir, name)
 
 
 def _is_path(name: str) -> bool:

@@ -124,6 +124,36 @@ def test_a_second_file_part_is_refused_and_nothing_is_kept(client, settings, vid
     assert queued_tasks() == []
 
 
+@pytest.mark.parametrize("name", ["serve.log", "nope.pt", "notes", "notes.txt", "pyproject.toml"])
+def test_a_checkpoint_name_not_in_weights_dir_is_refused_before_queueing(client, settings, video_clip, queued_tasks,
+                                                                         name):
+    (settings.weights_dir / "notes.txt").write_text("not a checkpoint")
+    (settings.weights_dir / "serve.log").write_text("a file that exists, but is no checkpoint")
+    response = _post(client, video_clip, weights=name)
+
+    assert response.status_code == 422
+    assert response.json["error"] == {"code": "weights_not_found", "message":
+                                      f"no checkpoint named {name!r} in the weights directory (WEIGHTS_DIR)"}
+    assert uploads(settings) == [] and queued_tasks() == []
+
+
+def test_a_checkpoint_name_in_weights_dir_is_accepted(client, settings, video_clip):
+    (settings.weights_dir / "mine.pt").write_bytes(b"")
+    assert _post(client, video_clip, weights="mine").status_code == 202
+
+
+def test_without_a_visible_weights_dir_the_worker_checks_the_name(settings, video_clip):
+    from dataclasses import replace
+
+    from tests.web.conftest import build_app
+
+    app = build_app(replace(settings, weights_dir=settings.weights_dir / "not-mounted-here"))
+    try:
+        assert _post(app.test_client(), video_clip, weights="nope.pt").status_code == 202
+    finally:
+        app.extensions["deepfake.db"]["engine"].dispose()
+
+
 def test_unknown_and_malformed_ids_are_404_json(client, make_job):
     make_job()
     for job_id in (str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1"):
