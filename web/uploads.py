@@ -18,11 +18,25 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from web.errors import ApiError
+
 VIDEO_FIELD = "video"
 RECEIVING_SUFFIX = "part"
 # The probe's container name -> the extension a stored upload gets.
 CONTAINER_EXTENSIONS = {"mp4": "mp4", "mov": "mov", "3gp": "3gp", "matroska": "mkv", "avi": "avi", "asf": "wmv",
                         "flv": "flv", "gif": "gif", "mpegts": "ts"}
+
+
+class MalformedFormError(ApiError):
+    status = 400
+    code = "malformed_form"
+
+
+class FormTooLargeError(ApiError):
+    """Too many parts or an oversized text field: the form, not the video, broke a limit."""
+
+    status = 413
+    code = "form_too_large"
 
 
 @dataclass(frozen=True)
@@ -109,11 +123,21 @@ class UploadReceiver:
     def receive(self, request: Request, *, max_form_memory_size: int, max_form_parts: int) -> ReceivedForm:
         """Parse the body; on any failure every partial file is deleted and the error re-raised."""
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        # Not silent: a body that cannot be parsed is an error to report, not an empty form.
         parser = FormDataParser(stream_factory=self.stream_factory, max_form_memory_size=max_form_memory_size,
-                                max_content_length=request.max_content_length, max_form_parts=max_form_parts)
+                                max_content_length=request.max_content_length, max_form_parts=max_form_parts,
+                                silent=False)
         try:
-            _, form, files = parser.parse(request.stream, request.mimetype, request.content_length,
-                                          request.mimetype_params)
+            try:
+                _, form, files = parser.parse(request.stream, request.mimetype, request.content_length,
+                                              request.mimetype_params)
+            except ValueError as exc:
+                raise MalformedFormError(f"the multipart/form-data body could not be parsed: {exc}") from None
+            except RequestEntityTooLarge:
+                if self._over_cap(request):
+                    raise
+                raise FormTooLargeError(f"the form has more than {max_form_parts} parts, or a text field over "
+                                        f"{max_form_memory_size} bytes") from None
             video = self._keep_video(files.get(VIDEO_FIELD))
         except BaseException:
             self.discard_all()
@@ -122,6 +146,12 @@ class UploadReceiver:
         extra_files = sorted(name for name in files if name != VIDEO_FIELD)
         return ReceivedForm(fields=form.to_dict(), video=video, repeated=tuple(repeated),
                             extra_files=tuple(extra_files))
+
+    def _over_cap(self, request: Request) -> bool:
+        """Whether the upload itself, not the form around it, was too large."""
+        declared = request.content_length or 0
+        limit = request.max_content_length
+        return any(w.size > self.max_bytes for w in self.writers) or (limit is not None and declared > limit)
 
     def discard_all(self) -> None:
         for writer in self.writers:

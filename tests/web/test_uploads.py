@@ -84,3 +84,32 @@ def test_a_large_upload_streams_without_growing_memory(client, settings, video_c
     assert response.json["upload"]["size"] == big.stat().st_size
     # Held whole, 96 MB would show up (and werkzeug's test client spools its body to a temp file).
     assert rss.growth_mb < 40, f"RSS grew {rss.growth_mb:.0f} MB during a 96 MB upload"
+
+
+def _refusal(response, status, code):
+    assert response.status_code == status, response.json
+    assert response.json["error"]["code"] == code
+    return response.json["error"]["message"]
+
+
+def test_too_many_parts_or_a_huge_field_is_form_too_large_not_upload_too_large(client, settings, video_clip,
+                                                                                queued_tasks):
+    with open(video_clip, "rb") as video:
+        many = client.post("/api/v1/jobs", data={"video": (video, "clip.mp4"), **{f"f{i}": "1" for i in range(65)}})
+    assert "64 parts" in _refusal(many, 413, "form_too_large")
+    with open(video_clip, "rb") as video:
+        huge = client.post("/api/v1/jobs", data={"video": (video, "clip.mp4"), "weights": "x" * 600_000})
+    assert "MB" not in _refusal(huge, 413, "form_too_large")
+    assert uploads(settings) == [] and queued_tasks() == []
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"--b\r\nContent-Type: text/plain\r\n\r\nno disposition\r\n--b--\r\n", "multipart/form-data; boundary=b"),
+    (b'--b\r\nContent-Disposition: form-data; name="video"; filename="a.mp4"\r\n\r\ntruncated',
+     "multipart/form-data; boundary=b"),
+    (b"anything", "multipart/form-data"),
+])
+def test_malformed_multipart_says_so(client, settings, queued_tasks, body, content_type):
+    response = client.post("/api/v1/jobs", data=body, content_type=content_type)
+    assert "could not be parsed" in _refusal(response, 400, "malformed_form")
+    assert uploads(settings) == [] and queued_tasks() == []
