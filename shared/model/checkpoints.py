@@ -264,7 +264,22 @@ def _project_spec(obj: dict, path: Path) -> tuple[ModelSpec, dict]:
         raise CheckpointFormatError(f"{path.name}: metadata is incomplete: {exc}") from exc
     if spec.kind not in (SEED_KIND, PROJECT_KIND):
         raise CheckpointFormatError(f"{path.name}: unknown model kind {spec.kind!r}")
+    _check_metadata_values(spec, path)
     return spec, state
+
+
+def _check_metadata_values(spec: ModelSpec, path: Path) -> None:
+    """The numbers the network and preprocessing are built from: a file may hold anything there."""
+    for name in ("sequence_length", "input_size", "hidden_size"):
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CheckpointFormatError(f"{path.name}: metadata {name} must be a positive integer, got {value!r}")
+    if not isinstance(spec.threshold, (int, float)) or not 0.0 <= spec.threshold <= 1.0:
+        raise CheckpointFormatError(f"{path.name}: metadata threshold must be a number from 0 to 1")
+    if not isinstance(spec.fake_index, int) or not 0 <= spec.fake_index < len(spec.class_names):
+        raise CheckpointFormatError(f"{path.name}: metadata fake_index must index class_names")
+    if spec.channel_order not in ("RGB", "BGR"):
+        raise CheckpointFormatError(f"{path.name}: metadata channel_order must be RGB or BGR")
 
 
 def _spec_and_state(obj: object, path: Path) -> tuple[ModelSpec, dict]:
@@ -280,7 +295,7 @@ def _spec_and_state(obj: object, path: Path) -> tuple[ModelSpec, dict]:
 def _build(spec: ModelSpec, path: Path) -> nn.Module:
     try:
         return build_model(spec)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # a value of the wrong type in the file's metadata
         raise CheckpointFormatError(f"{path.name}: {exc}") from exc
 
 

@@ -163,6 +163,14 @@ def test_any_other_file_is_a_typed_error(tmp_path: Path, content: bytes) -> None
     assert error.value.code == "checkpoint_invalid" and "\n" not in error.value.message
 
 
+@pytest.mark.parametrize("change", [{"hidden_size": "x"}, {"sequence_length": None}, {"input_size": -1},
+                                    {"threshold": "high"}, {"fake_index": 7}, {"channel_order": 3}])
+def test_bad_metadata_values_are_a_typed_error(tmp_path: Path, change: dict) -> None:
+    path = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), _tiny_spec(**change), tmp_path / "m.pt")
+    with pytest.raises(CheckpointFormatError, match="m.pt"):
+        load_model(path)
+
+
 def test_truncated_file(tmp_path: Path) -> None:
     good = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=16), _tiny_spec(), tmp_path / "good.pt")
     bad = tmp_path / "bad.pt"
