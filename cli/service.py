@@ -190,8 +190,9 @@ def _serve_web(settings, *, host: str, port: int) -> None:
     from werkzeug.serving import make_server
 
     from web import create_app
+    from web.server import BannerlessRequestHandler
 
-    server = make_server(host, port, create_app(settings), threaded=True)
+    server = make_server(host, port, create_app(settings), threaded=True, request_handler=BannerlessRequestHandler)
     print(f"deepfake: serving on http://{host}:{server.port}", flush=True)
     with _sigterm_as_interrupt():
         try:

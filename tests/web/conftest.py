@@ -18,7 +18,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 
 from shared.db import jobs as job_store
 from shared.db.artifacts import write_artifacts
@@ -26,6 +26,7 @@ from shared.model.result import AnalysisResult, Artifact, TrackResult
 from shared.model.types import Reason, WindowScore
 from shared.settings import Settings
 from tests.media import make_face_clip
+from web.server import BannerlessRequestHandler
 from web import create_app
 
 
@@ -159,8 +160,8 @@ def advance_job(session_factory, settings: Settings) -> Callable[..., None]:
     return advance
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: the CLI tests read the client's own stderr."""
+class _QuietHandler(BannerlessRequestHandler):
+    """The handler `serve` uses, without its access log: the CLI tests read the client's own stderr."""
 
     def log(self, type: str, message: str, *args: Any) -> None:
         pass
