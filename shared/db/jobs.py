@@ -63,6 +63,9 @@ def create_job(
     upload_size: int,
     upload_sha256: str,
     job_id: str | None = None,
+    lane: str = "interactive",
+    batch_id: str | None = None,
+    batch_position: int | None = None,
 ) -> Job:
     """Add a queued job (flushed, not committed: commit before enqueueing its task)."""
     now = utcnow()
@@ -71,6 +74,7 @@ def create_job(
         params=dict(params), upload_name=upload_name, stored_name=stored_name,
         upload_size=upload_size, upload_sha256=upload_sha256,
         progress_done=0, attempts=0, cancel_requested=False, sent_at=now,
+        lane=lane, batch_id=batch_id, batch_position=batch_position,
     )
     if job_id is not None:
         job.id = job_id

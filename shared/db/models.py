@@ -131,6 +131,15 @@ class Job(Base):
     fake_probability: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The queue lane the job's task goes to: interactive (single uploads), batch, or gpu (long videos).
+    lane: Mapped[str] = mapped_column(String(32), nullable=False, default="interactive")
+    # Batch items: the batch and the file's place in it (None for single jobs).
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    batch_position: Mapped[int | None] = mapped_column(Integer)
+    # sha256 of (upload sha256, checkpoint sha256, result-affecting options), set when the job succeeds:
+    # a later job with the same key reuses this result instead of computing it again.
+    reuse_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    reused_from: Mapped[str | None] = mapped_column(String(36))
 
     windows: Mapped[list["JobWindow"]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -145,6 +154,27 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, owner={self.owner!r}, status={self.status!r}, attempts={self.attempts})"
+
+
+class Batch(Base):
+    """A set of videos handed over together (a folder, a list, many uploads) with the same settings.
+
+    Its items are jobs (`Job.batch_id`); its state is derived from theirs, never stored.
+    """
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_owner_created", "owner", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_job_id)
+    owner: Mapped[str] = mapped_column(String(200), nullable=False)
+    name: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    params: Mapped[dict] = mapped_column(JSONType, nullable=False, default=dict)
+
+    jobs: Mapped[list[Job]] = relationship(passive_deletes=True, order_by="Job.batch_position")
+
+    def __repr__(self) -> str:
+        return f"Batch(id={self.id!r}, owner={self.owner!r}, name={self.name!r})"
 
 
 class JobWindow(Base):
