@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
+from urllib.parse import urlsplit
 
-from cli.errors import CommandError
+from cli.errors import EXIT_INPUT, CommandError
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+SERVER_ENV = "DEEPFAKE_SERVER"
+SERVER_SCHEMES = ("http", "https")
 CHUNK_BYTES = 1024 * 1024
 TERMINAL = ("succeeded", "failed", "cancelled")
 # Engine settings the API accepts per job (see web/schemas.py), as CLI flags.
@@ -58,6 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=DEFAULT_SERVER, help=f"service URL (default {DEFAULT_SERVER})")
+
+
+def resolve_server(raw: str | None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The service URL to talk to: `raw` (--server), else $DEEPFAKE_SERVER, else the local default.
+
+    A URL without a scheme (`127.0.0.1:8000`) gets `http://`; a trailing slash is dropped; any
+    scheme but http/https is refused with a CommandError.
+    """
+    environ = os.environ if environ is None else environ
+    url = (raw or "").strip() or environ.get(SERVER_ENV, "").strip() or DEFAULT_SERVER
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in SERVER_SCHEMES:
+        raise CommandError(f"unsupported server URL {url!r}: use http:// or https://", EXIT_INPUT)
+    if not parts.hostname:
+        raise CommandError(f"server URL {url!r} names no host (e.g. http://127.0.0.1:8000)", EXIT_INPUT)
+    return url.rstrip("/")
 
 
 class MultipartFile:
