@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _server_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=DEFAULT_SERVER, help=f"service URL (default {DEFAULT_SERVER})")
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help=f"service URL; http:// is assumed without a scheme "
+                             f"(default: ${SERVER_ENV}, else {DEFAULT_SERVER})")
 
 
 def resolve_server(raw: str | None, *, environ: Mapping[str, str] | None = None) -> str:
@@ -171,8 +173,12 @@ class ApiClient:
 
         try:
             response = self.http.request(method, self.server + path, timeout=self.timeout_s, **kwargs)
+        except requests.Timeout:
+            raise CommandError(f"the service at {self.server} did not answer within {self.timeout_s:g} s") from None
+        except requests.ConnectionError as exc:
+            raise ServiceUnreachableError(self.server, exc) from None
         except requests.RequestException as exc:
-            raise CommandError(f"cannot reach the service at {self.server}: {type(exc).__name__}") from None
+            raise CommandError(f"request to the service at {self.server} failed: {type(exc).__name__}") from None
         try:
             body = response.json()
         except ValueError:
@@ -180,6 +186,24 @@ class ApiClient:
         if response.status_code >= 400 or not isinstance(body, dict):
             raise CommandError(_error_line(response.status_code, body))
         return body
+
+
+class ServiceUnreachableError(CommandError):
+    """Nothing answers at the server URL: most often no `deepfake serve` is running."""
+
+    def __init__(self, server: str, cause: Exception) -> None:
+        super().__init__(f"cannot reach the service at {server} ({_why_unreachable(cause)}); start one with "
+                         f"`deepfake serve`, or pass --server URL or set {SERVER_ENV} to a running one")
+
+
+def _why_unreachable(exc: Exception) -> str:
+    # requests folds refusals, unknown hosts and TLS failures into ConnectionError; say which one.
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    if "resolve" in text.lower() or "name or service not known" in text.lower():
+        return "host name not found"
+    return type(exc).__name__
 
 
 def _error_line(status: int, body: Any) -> str:
@@ -196,7 +220,7 @@ def run_submit(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         raise CommandError(f"no such file: {args.video}")
     params = {name: str(getattr(args, name)) for name in ENGINE_FLAGS if getattr(args, name) is not None}
-    client = ApiClient(args.server)
+    client = ApiClient(resolve_server(args.server))
     with tqdm(total=args.video.stat().st_size, unit="B", unit_scale=True, desc="uploading", file=sys.stderr,
               disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
         job = client.submit(args.video, params=params, on_read=bar.update)
@@ -227,7 +251,7 @@ def follow(client: ApiClient, job_id: str, *, interval_s: float) -> dict:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print one line about the job (or its JSON)."""
-    job = ApiClient(args.server).job(args.job)
+    job = ApiClient(resolve_server(args.server)).job(args.job)
     print(json.dumps(job, indent=2) if args.json else status_line(job))
     return 0
 
@@ -252,7 +276,7 @@ def status_line(job: dict) -> str:
 
 def run_result(args: argparse.Namespace) -> int:
     """Print a finished job's result: readable, or the engine's JSON with --json."""
-    job = ApiClient(args.server).job(args.job)
+    job = ApiClient(resolve_server(args.server)).job(args.job)
     if job["status"] != "succeeded":
         return _print_outcome(job)
     if args.json:

@@ -134,8 +134,32 @@ def test_unknown_job_is_one_line_and_non_zero(server, capsys):
     assert "\n" not in err and "job_not_found" in err and "HTTP 404" in err
 
 
-def test_unreachable_server_is_one_line_and_non_zero(capsys):
-    code = main(["status", "anything", "--server", "http://127.0.0.1:1"])
+def test_unreachable_server_is_one_line_with_a_hint_to_start_one(capsys):
+    code = main(["status", "anything", "--server", "127.0.0.1:1"])
 
     err = capsys.readouterr().err.strip()
-    assert code != 0 and "cannot reach the service" in err
+    assert code != 0 and "\n" not in err and "Traceback" not in err
+    assert "cannot reach the service at http://127.0.0.1:1 (connection refused)" in err
+    assert "deepfake serve" in err and "--server" in err and "DEEPFAKE_SERVER" in err
+
+
+def test_server_url_without_a_scheme_is_taken_as_http(server, settings, sessions, capsys):
+    job_id = record_job(sessions, owner=settings.owner)
+
+    assert main(["status", job_id, "--server", server.removeprefix("http://") + "/"]) == 0
+    assert capsys.readouterr().out.strip() == f"{job_id}: queued (position 1 in the queue)"
+
+
+def test_deepfake_server_in_the_environment_replaces_the_flag(server, settings, sessions, capsys, monkeypatch):
+    job_id = record_job(sessions, owner=settings.owner)
+    monkeypatch.setenv("DEEPFAKE_SERVER", server.removeprefix("http://"))
+
+    assert main(["status", job_id]) == 0
+    assert capsys.readouterr().out.strip() == f"{job_id}: queued (position 1 in the queue)"
+    monkeypatch.setenv("DEEPFAKE_SERVER", "http://127.0.0.1:1")
+    assert main(["status", job_id, "--server", server]) == 0  # the flag wins
+
+
+def test_a_server_url_of_another_scheme_is_refused(capsys):
+    assert main(["status", "anything", "--server", "ftp://127.0.0.1:8000"]) == 2
+    assert "use http:// or https://" in capsys.readouterr().err
