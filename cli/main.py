@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
+
+DISTRIBUTION = "deepfake-detector"
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 # Modules that define `register(subparsers)`; missing ones are skipped so the CLI
 # grows with the issues without breaking.
@@ -23,6 +27,8 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfake", description="Deepfake video detection.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -33,6 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version; from pyproject.toml when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        import tomllib
+
+        with open(PYPROJECT, "rb") as file:
+            return tomllib.load(file)["project"]["version"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
