@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from shared.db import jobs, retention
+from shared.db import jobs, retention, reuse
 from shared.db.artifacts import remove_attempt, write_artifacts
 from shared.db.models import Job
 from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
@@ -60,7 +60,10 @@ def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
                                 heartbeat_every_s=_heartbeat_every_s(context.settings.heartbeat_timeout_s))
     try:
         with reporter:
-            result = _analyze(job, context=context, reporter=reporter)
+            options = _options(job, context=context)
+            key = _reuse_key(job, options=options, context=context)
+            reused = _find_reused(job, key=key, context=context)
+            result = None if reused else _analyze(job, options=options, context=context, reporter=reporter)
     except AnalysisCancelled:
         return handle_cancelled(job, context=context, superseded=reporter.superseded)
     except EngineError as exc:
@@ -71,30 +74,71 @@ def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
         log.exception("job %s: unexpected error", job.id)
         return handle_failure(job, context=context, code=INTERNAL_ERROR,
                               message="the analysis failed because of an internal error; see the worker log")
-    return handle_success(job, context=context, result=result)
+    if reused is not None:
+        return handle_reused(job, context=context, source=reused[0], stored=reused[1], key=key)
+    return handle_success(job, context=context, result=result, key=key)
 
 
-def _analyze(job: Job, *, context: WorkerContext, reporter: ProgressReporter) -> Any:
-    from shared.model.pipeline import analyze_video
+def _options(job: Job, *, context: WorkerContext) -> Any:
     from shared.options import AnalysisOptions
 
     params = dict(job.params or {})
     params.setdefault("device", context.settings.device)
-    options = AnalysisOptions.from_mapping(params)
+    return AnalysisOptions.from_mapping(params)
+
+
+def _reuse_key(job: Job, *, options: Any, context: WorkerContext) -> str:
+    """The key of this job's answer; loads (or finds loaded) the engine, which the analysis needs anyway."""
+    engine = context.engine_cache.get(options)
+    return reuse.reuse_key(upload_sha256=job.upload_sha256, model_sha256=engine.spec.sha256,
+                           device_type=engine.device.type, options=options.to_dict())
+
+
+def _find_reused(job: Job, *, key: str, context: WorkerContext) -> tuple[Job, list] | None:
+    """A stored result of the same file, model and settings, with its artifact files copied; or None."""
+    with context.session_factory() as session:
+        source = reuse.find_reusable(session=session, owner=job.owner, key=key, exclude_job_id=job.id)
+        if source is None:
+            return None
+        stored = reuse.copy_artifacts(session=session, artifacts_dir=context.settings.artifacts_dir,
+                                      source_job_id=source.id, job_id=job.id, attempt=job.attempts)
+    return None if stored is None else (source, stored)
+
+
+def _analyze(job: Job, *, options: Any, context: WorkerContext, reporter: ProgressReporter) -> Any:
+    from shared.model.pipeline import analyze_video
+
     video = _upload_path(context.settings.uploads_dir, job.stored_name)
     return analyze_video(video, options=options, cache=context.engine_cache, sha256=job.upload_sha256,
                          on_progress=reporter.on_progress, should_cancel=reporter.should_stop)
 
 
-def handle_success(job: Job, *, context: WorkerContext, result: Any) -> Outcome:
+def handle_success(job: Job, *, context: WorkerContext, result: Any, key: str | None = None) -> Outcome:
     """Write the artifact files, then the result, windows and artifact rows in one transaction."""
-    artifacts_dir = context.settings.artifacts_dir
-    stored = write_artifacts(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts,
+    stored = write_artifacts(artifacts_dir=context.settings.artifacts_dir, job_id=job.id, attempt=job.attempts,
                              artifacts=result.artifacts)
+    outcome = _complete(job, context=context, result=result.to_dict(), stored=stored, key=key)
+    if outcome is Outcome.SUCCEEDED:
+        log.info("job %s: succeeded (%s)", job.id, result.verdict)
+    return outcome
+
+
+def handle_reused(job: Job, *, context: WorkerContext, source: Job, stored: list, key: str) -> Outcome:
+    """Store a copy of an earlier job's result (same file, model and settings) as this job's."""
+    outcome = _complete(job, context=context, result=reuse.reused_result(source), stored=stored, key=key,
+                        reused_from=str(source.id))
+    if outcome is Outcome.SUCCEEDED:
+        log.info("job %s: succeeded, reusing the result of job %s", job.id, source.id)
+    return outcome
+
+
+def _complete(job: Job, *, context: WorkerContext, result: dict, stored: list, key: str | None,
+              reused_from: str | None = None) -> Outcome:
+    artifacts_dir = context.settings.artifacts_dir
     try:
         with context.session_factory() as session:
-            done = jobs.complete_job(session=session, job_id=job.id, result=result.to_dict(),
-                                     artifacts=stored, attempt=job.attempts)
+            done = jobs.complete_job(session=session, job_id=job.id, result=result, artifacts=stored,
+                                     attempt=job.attempts, reuse_key=key, reused_from=reused_from)
     except TRANSIENT_ERRORS as exc:
         remove_attempt(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts)
         return handle_transient(job, context=context, error=exc)
@@ -102,7 +146,6 @@ def handle_success(job: Job, *, context: WorkerContext, result: Any) -> Outcome:
         remove_attempt(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts)
         log.warning("job %s: finished elsewhere while attempt %d ran; result dropped", job.id, job.attempts)
         return Outcome.SUPERSEDED
-    log.info("job %s: succeeded (%s)", job.id, result.verdict)
     return Outcome.SUCCEEDED
 
 

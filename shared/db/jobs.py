@@ -251,13 +251,17 @@ def complete_job(
     result: Mapping[str, Any],
     artifacts: Sequence[ArtifactLike] = (),
     attempt: int | None = None,
+    reuse_key: str | None = None,
+    reused_from: str | None = None,
 ) -> bool:
     """Running → succeeded with the engine's result JSON, its windows and artifact rows, in one
     transaction (write the artifact files first). False (nothing stored) if the job was not
-    running under this attempt."""
+    running under this attempt. `reuse_key` lets later jobs reuse this result (shared.db.reuse);
+    `reused_from` names the job whose result this is a copy of."""
     now = utcnow()
     done = _update(
         session, _running(job_id, attempt), status=JobStatus.SUCCEEDED.value, result=dict(result),
+        reuse_key=reuse_key, reused_from=reused_from,
         verdict=result.get("verdict"), fake_probability=result.get("fake_probability"),
         finished_at=now, updated_at=now, heartbeat_at=now, progress_at=now,
         progress_done=func.coalesce(Job.progress_total, Job.progress_done),
