@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from shared import lanes
+
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
@@ -33,12 +35,17 @@ class Settings:
     secret_key: str | None = None
     device: str = "auto"
     owner: str = "local"
-    worker_queues: tuple[str, ...] = ("analysis",)
+    # WORKER_QUEUES: the queues a worker consumes (shared.lanes: interactive + batch by default; `deepfake
+    # worker` adds the gpu lane first on a GPU); the first one's base names the lane queues the web sends to.
+    worker_queues: tuple[str, ...] = lanes.default_worker_queues()
     job_max_attempts: int = 3
     heartbeat_timeout_s: int = 120
     # REQUEUE_LOST_AFTER_S: a queued job whose task message is in no broker queue this long after it was
     # sent (broker data lost, web killed between commit and send) is sent again by the reaper.
     requeue_lost_after_s: int = 60
+    # GPU_LANE_MIN_DURATION_S: a video at least this long goes to the gpu lane while a GPU worker is alive
+    # (ten minutes: about where a CPU worker's run time starts to be counted in tens of minutes).
+    gpu_lane_min_duration_s: int = 600
     # UPLOAD_RETENTION_DAYS: how long an upload is kept after its job ended; 0 = removed when it ends.
     upload_retention_days: int = 0
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
@@ -49,7 +56,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
-        queues = tuple(q for q in env.get("WORKER_QUEUES", "analysis").split(",") if q)
+        queues = tuple(q for q in env.get("WORKER_QUEUES", "").split(",") if q)
         return cls(
             weights_dir=Path(env.get("WEIGHTS_DIR", "weights")),
             data_dir=Path(env.get("DATA_DIR", "var")),
@@ -59,10 +66,11 @@ class Settings:
             secret_key=env.get("SECRET_KEY") or None,
             device=env.get("DEVICE", "auto"),
             owner=env.get("DEFAULT_OWNER", "local"),
-            worker_queues=queues or ("analysis",),
+            worker_queues=queues or lanes.default_worker_queues(),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
             requeue_lost_after_s=_int(env, "REQUEUE_LOST_AFTER_S", 60),
+            gpu_lane_min_duration_s=_int(env, "GPU_LANE_MIN_DURATION_S", 600),
             upload_retention_days=max(0, _int(env, "UPLOAD_RETENTION_DAYS", 0)),
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
             engine_threads=_int(env, "ENGINE_THREADS", 0),
