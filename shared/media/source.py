@@ -33,6 +33,10 @@ ALLOWED_FORMATS: dict[str, str] = {
     "mpegts": "mpegts",
 }
 SUPPORTED_DESCRIPTION = "mp4, mov, 3gp, mkv, webm, avi, wmv (asf), flv, gif, mpeg-ts"
+# File name extensions of those containers: how a folder of videos is told from other files (a batch
+# picks files by name; each one is still probed by content before anything is analysed).
+VIDEO_FILE_EXTENSIONS = frozenset({"mp4", "m4v", "mov", "3gp", "3g2", "mkv", "webm", "avi", "wmv", "asf", "flv",
+                                   "gif", "ts", "mts", "m2ts"})
 
 # Demuxers that read other files or URLs, or synthesise input: refused by name.
 _REFERENCING_FORMATS = {"hls", "concat", "ffconcat", "dash", "lavfi", "sdp", "rtsp", "rtp", "tee"}
