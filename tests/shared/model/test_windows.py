@@ -36,8 +36,9 @@ def test_a_track_shorter_than_one_window_is_one_window():
     assert _feed(windower, 7) == []
     window = windower.finish()
     assert window.frame_indices == list(range(7))
-    assert window.features.shape == (7, 4)
-    assert not windower.windows_emitted or windower.count == 7
+    assert torch.equal(window.features[:, 0], torch.arange(7, dtype=torch.float32))
+    assert windower.windows_emitted and windower.count == 7
+    assert windower.finish() is None  # scored once, not again on a second finish
 
 
 def test_only_one_window_of_frames_is_kept():
