@@ -15,7 +15,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="analyse one video file",
                                    description="Analyse every frame of a local video for face manipulation.")
-    parser.add_argument("video", type=Path)
+    parser.add_argument("video", type=Path, help="the video file to analyse")
     parser.add_argument("--weights", help="checkpoint path or file name in WEIGHTS_DIR (default: picked by name)")
     parser.add_argument("--sequence-length", type=int, help="frames per window (default: the checkpoint's)")
     parser.add_argument("--window-stride", type=int, help="frames between window starts (default: half a window)")
@@ -24,10 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--full-detect-every", type=int, default=6,
                         help="search whole frames every N-th detection; between, only near tracked faces "
                              "(OpenCV detector; 1: always whole frames)")
-    parser.add_argument("--face-detector", choices=FACE_DETECTORS, default="auto")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--face-detector", choices=FACE_DETECTORS, default="auto",
+                        help="auto: RetinaFace when its weights are installed, else OpenCV; "
+                             "none: the video is already cropped to one face")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU when one is usable, else the CPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: the fastest precision that agrees with fp32 on this machine")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="face crops per network pass (default 32; lower it if memory runs out)")
     parser.add_argument("--threshold", type=float, help="FAKE threshold (default: the checkpoint's)")
     parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean",
                         help="how a face track's windows combine into its probability")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from cli.errors import EXIT_INPUT, CommandError
+from cli.errors import EXIT_FAILURE, EXIT_INPUT, CommandError
+from shared.options import FACE_DETECTORS, PRECISIONS
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SERVER_ENV = "DEEPFAKE_SERVER"
@@ -30,31 +31,36 @@ ENGINE_FLAGS: dict[str, dict[str, Any]] = {
     "frame_stride": {"type": int, "help": "analyse every N-th frame"},
     "detect_every": {"type": int, "help": "run the face detector every K-th analysed frame"},
     "full_detect_every": {"type": int, "help": "search whole frames every N-th detection (1: always)"},
-    "face_detector": {"choices": ("auto", "retinaface", "opencv", "none")},
-    "precision": {"choices": ("auto", "fp32", "bf16", "int8")},
+    "face_detector": {"choices": FACE_DETECTORS,
+                      "help": "auto: RetinaFace when the server has its weights, else OpenCV; "
+                              "none: the video is already cropped to one face"},
+    "precision": {"choices": PRECISIONS,
+                  "help": "auto: the fastest precision that agrees with fp32 on the worker"},
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `submit`, `status` and `result`."""
-    submit = subparsers.add_parser("submit", help="upload a video to a running service",
-                                   description="Upload a video for analysis; with --wait, follow it to the verdict.")
-    submit.add_argument("video", type=Path)
+    submit = subparsers.add_parser("submit", help="upload videos to a running service",
+                                   description="Upload videos for analysis, one job each, and print each job id; "
+                                               "with --wait, follow them to their verdicts.")
+    submit.add_argument("video", type=Path, nargs="+", help="the video files to analyse (one job each)")
     _server_flag(submit)
-    submit.add_argument("--wait", action="store_true", help="follow the job until it finishes and print the verdict")
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the jobs until they finish and print each verdict")
     submit.add_argument("--poll-interval", type=float, default=1.0, help="seconds between status polls (--wait)")
     for name, spec in ENGINE_FLAGS.items():
         submit.add_argument("--" + name.replace("_", "-"), dest=name, **spec)
     submit.set_defaults(handler=run_submit)
 
     status = subparsers.add_parser("status", help="show a job's status and progress")
-    status.add_argument("job")
+    status.add_argument("job", help="the job id that submit printed")
     _server_flag(status)
     status.add_argument("--json", action="store_true", help="print the job JSON")
     status.set_defaults(handler=run_status)
 
     result = subparsers.add_parser("result", help="show a finished job's result")
-    result.add_argument("job")
+    result.add_argument("job", help="the job id that submit printed")
     _server_flag(result)
     result.add_argument("--json", action="store_true", help="print the engine's result JSON")
     result.set_defaults(handler=run_result)
@@ -214,21 +220,61 @@ def _error_line(status: int, body: Any) -> str:
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    """Upload with a progress bar; print the job id; with --wait follow it and print the verdict."""
-    from tqdm import tqdm
+    """Upload each video as its own job and print the job ids, one a line, in the order given;
+    with --wait follow them all and print each verdict. Exit status 1 if any upload or job failed.
 
-    if not args.video.is_file():
-        raise CommandError(f"no such file: {args.video}")
+    A video the service refuses is reported and the others still go; a service that cannot be
+    reached stops the command.
+    """
+    missing = [str(video) for video in args.video if not video.is_file()]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)}")
     params = {name: str(getattr(args, name)) for name in ENGINE_FLAGS if getattr(args, name) is not None}
     client = ApiClient(resolve_server(args.server))
-    with tqdm(total=args.video.stat().st_size, unit="B", unit_scale=True, desc="uploading", file=sys.stderr,
-              disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
-        job = client.submit(args.video, params=params, on_read=bar.update)
-    print(job["id"])
-    print(f"queued; page: {client.server}{job['links']['page']}", file=sys.stderr)
-    if not args.wait:
-        return 0
-    return _print_outcome(follow(client, job["id"], interval_s=args.poll_interval))
+    jobs, failures = [], 0
+    for video in args.video:
+        try:
+            jobs.append((video, _upload(client, video, params=params)))
+        except ServiceUnreachableError:
+            raise
+        except CommandError as exc:
+            _say_error(f"{video}: {exc}")
+            failures += 1
+    if args.wait:
+        failures += _follow_all(client, jobs, interval_s=args.poll_interval)
+    return EXIT_FAILURE if failures else 0
+
+
+def _upload(client: ApiClient, video: Path, *, params: dict[str, str]) -> dict:
+    """One upload with a progress bar on a terminal; prints the job id (stdout) and its page (stderr)."""
+    from tqdm import tqdm
+
+    with tqdm(total=video.stat().st_size, unit="B", unit_scale=True, desc=f"uploading {video.name}",
+              file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
+        job = client.submit(video, params=params, on_read=bar.update)
+    print(job["id"], flush=True)
+    print(f"{video}: queued; page: {client.server}{job['links']['page']}", file=sys.stderr, flush=True)
+    return job
+
+
+def _follow_all(client: ApiClient, jobs: list[tuple[Path, dict]], *, interval_s: float) -> int:
+    """Follow the jobs in turn (they run in queue order) and print each outcome; returns how many failed."""
+    failures = 0
+    for video, job in jobs:
+        final = follow(client, job["id"], interval_s=interval_s)
+        if len(jobs) > 1:
+            print(f"\n{video} (job {job['id']}):", flush=True)
+        try:
+            _print_outcome(final)
+        except CommandError as exc:
+            _say_error(str(exc))
+            failures += 1
+    return failures
+
+
+def _say_error(message: str) -> None:
+    # The same form as cli.errors.run_handler, for failures that do not end the command.
+    print(f"deepfake: error: {message}", file=sys.stderr, flush=True)
 
 
 def follow(client: ApiClient, job_id: str, *, interval_s: float) -> dict:

@@ -49,15 +49,14 @@ DEFAULT_WEB_THREADS = 8
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run web app, workers, and (if needed) Redis and SQLite")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    _listen_flags(serve)
     serve.add_argument("--workers", type=int, default=1,
-                       help="worker processes (default 1; 0: jobs wait for workers started elsewhere)")
+                       help="worker processes that analyse jobs (default 1); 0: web only, no analysis here, "
+                            "jobs wait for a `deepfake worker` started elsewhere (warned at start)")
     serve.set_defaults(handler=serve_command)
 
     web = subparsers.add_parser("web", help="run only the web app (needs REDIS_URL)")
-    web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=8000)
+    _listen_flags(web)
     web.add_argument("--server", choices=WEB_SERVERS, default="gunicorn",
                      help="gunicorn: the production WSGI server (default); werkzeug: one process, for development")
     web.add_argument("--workers", type=int, default=DEFAULT_WEB_WORKERS,
@@ -72,13 +71,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--pool", choices=("prefork", "solo", "threads"),
                         help="default: solo on a GPU (CUDA never initialised before a fork), else prefork")
     worker.add_argument("--hostname", help="Celery node name (default: analysis-<pid>@<host>)")
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--loglevel", default="INFO", help="Celery log level: DEBUG, INFO, WARNING, ... (default INFO)")
     worker.set_defaults(handler=worker_command)
 
     db = subparsers.add_parser("db", help="database administration")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     upgrade = db_commands.add_parser("upgrade", help="migrate the database to the newest schema")
     upgrade.set_defaults(handler=db_upgrade_command)
+
+
+def _listen_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
 
 
 # --- db upgrade ------------------------------------------------------------------------------------

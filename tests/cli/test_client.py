@@ -13,6 +13,7 @@ from werkzeug.formparser import FormDataParser
 from cli.client import MultipartFile
 from cli.main import main
 from tests.conftest import wait_for
+from tests.media import make_face_clip
 # The web tests' fixtures (a real clip; the queue read back from Redis) are reused by import.
 from tests.web.conftest import queued_tasks, video_clip  # noqa: F401
 from tests.web.conftest import build_app, engine_result, move_job, record_job, running_server
@@ -97,6 +98,78 @@ def test_submit_wait_follows_the_job_to_its_verdict(server, settings, video_clip
     out = capsys.readouterr().out
     assert code == 0
     assert "Verdict: FAKE" in out and "face 0" in out
+
+
+@pytest.fixture
+def other_clip(tmp_path):
+    """A second, different real clip, so two uploads are two videos."""
+    return make_face_clip(tmp_path / "other.mp4", seconds=1.0, width=160, height=120)
+
+
+def test_submit_of_several_files_queues_one_job_each_and_prints_each_id(server, settings, video_clip, other_clip,
+                                                                          queued_tasks, capsys, sessions):
+    from shared.db.jobs import get_job
+
+    code = main(["submit", str(video_clip), str(other_clip), "--server", server])
+
+    captured = capsys.readouterr()
+    ids = captured.out.split()
+    assert code == 0 and len(ids) == 2
+    assert sorted(queued_tasks()) == sorted([("deepfake.analyze_job", [job_id]) for job_id in ids])
+    with sessions() as session:  # the ids come in the order the files were given
+        assert [get_job(session=session, owner=settings.owner, job_id=job_id).upload_name for job_id in ids] == \
+            [video_clip.name, other_clip.name]
+    assert f"{video_clip}: queued" in captured.err and f"{other_clip}: queued" in captured.err
+
+
+def test_submit_of_several_files_reports_a_refused_one_and_still_queues_the_rest(server, video_clip, tmp_path,
+                                                                                queued_tasks, capsys):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video at all")
+
+    code = main(["submit", str(notes), str(video_clip), "--server", server])
+
+    captured = capsys.readouterr()
+    [job_id] = captured.out.split()
+    assert code == 1
+    assert queued_tasks() == [("deepfake.analyze_job", [job_id])]
+    assert f"deepfake: error: {notes}: " in captured.err and "not_a_video" in captured.err
+
+
+def test_submit_with_a_missing_file_uploads_nothing(server, video_clip, tmp_path, queued_tasks, capsys):
+    code = main(["submit", str(video_clip), str(tmp_path / "nope.mp4"), "--server", server])
+
+    assert code != 0
+    assert queued_tasks() == []
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_submit_wait_of_several_files_follows_every_job(server, settings, video_clip, other_clip, queued_tasks,
+                                                        capsys, sessions):
+    from shared.db.jobs import list_jobs
+
+    def finish() -> None:
+        wait_for(lambda: len(queued_tasks()) == 2, timeout=60, what="both jobs queued")
+        first, second = (get_job_id(name) for name in (video_clip.name, other_clip.name))
+        move_job(sessions, settings, first, "succeeded")
+        move_job(sessions, settings, second, "failed")
+
+    def get_job_id(upload_name: str) -> str:
+        with sessions() as session:
+            jobs, _ = list_jobs(session=session, owner=settings.owner)
+            [job] = [job for job in jobs if job.upload_name == upload_name]
+            return str(job.id)
+
+    worker = threading.Thread(target=finish)
+    worker.start()
+    code = main(["submit", str(video_clip), str(other_clip), "--server", server, "--wait", "--poll-interval", "0.2"])
+    worker.join()
+
+    captured = capsys.readouterr()
+    first, second = captured.out.split()[:2]
+    assert code == 1  # one of the two failed
+    assert f"{video_clip} (job {first}):" in captured.out and "Verdict: FAKE" in captured.out
+    assert f"job {second} failed: [no_decodable_frames]" in captured.err
 
 
 def test_status_of_a_queued_job(server, settings, sessions, capsys):
