@@ -3,8 +3,8 @@
 An operator endpoint, for a Prometheus on the deployment's network: it shows counts and timings,
 no job contents or owners, and stays outside any user login. Everything is read at scrape time:
 the jobs table through `shared.db.metrics` (bounded queries) and, where cheap, Redis (messages
-waiting in the web's queue, worker heartbeats). A broker that does not answer leaves its
-metrics out and sets `deepfake_broker_up 0` rather than failing the scrape.
+waiting in each lane's queue and its front queue, worker heartbeats per lane queue). A broker that
+does not answer leaves its metrics out and sets `deepfake_broker_up 0` rather than failing the scrape.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app
 from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 
-from shared import liveness
+from shared import lanes, liveness
 from shared.db.metrics import RECENT_S, JobMetrics, read_job_metrics
 from web.context import current_settings
 from web.db import get_session
@@ -24,7 +24,6 @@ from web.db import get_session
 bp = Blueprint("metrics", __name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BROKER_TIMEOUT_S = 1.0
-FRONT_QUEUE_SUFFIX = ".front"  # worker.celery_app.front_queue; the web does not import worker/
 # Job wall times from seconds-long clips to hour-long videos.
 DURATION_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
@@ -41,6 +40,9 @@ def metrics() -> Response:
 def job_lines(jobs: JobMetrics) -> Iterable[str]:
     yield from _family("deepfake_jobs", "gauge", "Jobs queued or running now.",
                        [({"status": status}, count) for status, count in jobs.active.items()])
+    yield from _family("deepfake_lane_jobs", "gauge", "Jobs queued or running now, by lane (shared.lanes).",
+                       [({"status": status, "lane": lane}, count)
+                        for (status, lane), count in sorted(jobs.active_by_lane.items())])
     yield from _family("deepfake_recent_jobs", "gauge", f"Jobs created in the last {RECENT_S} s that ended, by status.",
                        [({"status": status}, count) for status, count in jobs.recent_ended.items()])
     yield from _family("deepfake_oldest_queued_job_age_seconds", "gauge",
@@ -62,12 +64,16 @@ def job_lines(jobs: JobMetrics) -> Iterable[str]:
 
 
 def broker_lines(queue: str) -> list[str]:
-    """Messages waiting in the web's queue (and its front queue) and worker heartbeats, from Redis."""
+    """Messages waiting in each lane's queue named from `queue` (the web's interactive queue) and in their
+    front queues, and the heartbeats of each lane queue's workers, from Redis."""
+    base = lanes.split_queue(queue)[0]
+    lane_queues = [lanes.lane_queue(lane, base=base) for lane in lanes.LANES]
     client = redis.Redis.from_url(current_settings().redis_url or "", socket_connect_timeout=BROKER_TIMEOUT_S,
                                   socket_timeout=BROKER_TIMEOUT_S)
     try:
-        depths = {name: _queue_length(client, name) for name in (queue, f"{queue}{FRONT_QUEUE_SUFFIX}")}
-        ages = liveness.heartbeat_ages(client, queue=queue)
+        depths = {name: _queue_length(client, name)
+                  for lane_queue in lane_queues for name in (lane_queue, lanes.front_queue(lane_queue))}
+        ages = {lane_queue: liveness.heartbeat_ages(client, queue=lane_queue) for lane_queue in lane_queues}
     except redis.RedisError:
         return list(_family("deepfake_broker_up", "gauge", "1 when Redis answered this scrape.", [({}, 0)]))
     finally:
@@ -77,10 +83,12 @@ def broker_lines(queue: str) -> list[str]:
                      [({"queue": name}, depth) for name, depth in depths.items()]),
             *_family("deepfake_workers_alive", "gauge",
                      f"Workers of the queue that beat within {liveness.ALIVE_FOR_S:.0f} s.",
-                     [({"queue": queue}, sum(age <= liveness.ALIVE_FOR_S for age in ages.values()))]),
+                     [({"queue": name}, sum(age <= liveness.ALIVE_FOR_S for age in workers.values()))
+                      for name, workers in ages.items()]),
             *_family("deepfake_worker_heartbeat_age_seconds", "gauge",
                      "Seconds since each recently seen worker's last liveness beat.",
-                     [({"worker": name, "queue": queue}, age) for name, age in sorted(ages.items())])]
+                     [({"worker": worker, "queue": name}, age)
+                      for name, workers in ages.items() for worker, age in sorted(workers.items())])]
 
 
 def _queue_length(client: redis.Redis, queue: str) -> int:

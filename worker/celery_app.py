@@ -7,9 +7,14 @@ process requeues (or, after JOB_MAX_ATTEMPTS, fails with `worker_lost`) jobs who
 is older than HEARTBEAT_TIMEOUT_S, so recovery does not wait for the broker's visibility
 timeout. Duplicate deliveries are harmless: `claim_job` is a conditional UPDATE.
 
-Requeued jobs go to the front: each consumed queue has a `<queue>.front` queue that the worker
-consumes before it (the Redis transport's `priority` queue order), and the reaper sends requeued
-jobs there. The web keeps sending new jobs to the queue itself.
+Lanes (shared.lanes): interactive uploads, batch items and long videos for GPUs each have a queue.
+A worker polls its queues in a fixed order, the Redis transport's `priority` queue order (one
+BRPOP over all of them, in that order, so the first non-empty queue wins): every front queue first,
+then gpu, interactive, batch. A CPU worker consumes interactive + batch by default, so an
+interactive upload never waits behind a batch; a CUDA worker also gpu, first.
+
+Requeued jobs go to the front: each consumed queue has a `<queue>.front` queue, and the reaper
+sends requeued jobs there. The web keeps sending new jobs to the lane queues themselves.
 
 `celery -A worker.celery_app worker` works too: the module attribute `app` is built from the
 environment on first access, never at import.
@@ -21,13 +26,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import celeryd_after_setup
 
+from shared import lanes
 from shared.settings import Settings
 
 ANALYZE_TASK = "deepfake.analyze_job"
 # The Redis transport redelivers an unacknowledged message after this long. Jobs may run longer:
 # the redelivered copy finds the job running with a fresh heartbeat and does nothing.
 VISIBILITY_TIMEOUT_S = 3600
-FRONT_QUEUE_SUFFIX = ".front"
+FRONT_QUEUE_SUFFIX = lanes.FRONT_QUEUE_SUFFIX
 
 
 class MissingBrokerError(RuntimeError):
@@ -52,7 +58,8 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def _config(settings: Settings) -> dict:
-    queue = settings.worker_queues[0]
+    # Tasks sent without a queue (none of ours) go to the interactive lane.
+    queue = lanes.lane_queue(lanes.INTERACTIVE, base=lanes.base_queue(settings.worker_queues))
     return {
         "task_default_queue": queue,
         "task_routes": {ANALYZE_TASK: {"queue": queue}},
@@ -62,8 +69,8 @@ def _config(settings: Settings) -> dict:
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        # "priority": the worker always polls its queues in the order given (front queues first), where
-        # the default round-robin would alternate between a front queue and the queue behind it.
+        # "priority": the worker always polls its queues in the order given (front queues first, then the
+        # lanes), where the default round-robin would alternate between them.
         "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S, "queue_order_strategy": "priority"},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
@@ -71,20 +78,18 @@ def _config(settings: Settings) -> dict:
     }
 
 
-def front_queue(queue: str) -> str:
-    """The queue whose messages a worker of `queue` takes before those of `queue` itself."""
-    return f"{queue}{FRONT_QUEUE_SUFFIX}"
+front_queue = lanes.front_queue
 
 
 def _consume_front_queues_first(app: Celery) -> None:
-    """Once the worker knows its queues (`--queues`), put each one's front queue before it."""
+    """Once the worker knows its queues (`--queues`), poll them in shared.lanes.consume_order: the front
+    queues first, then the lanes in priority order."""
 
     def reorder(sender: Any = None, instance: Any = None, **_: Any) -> None:
         if getattr(instance, "app", None) is not app:
             return
         queues = app.amqp.queues
-        names = [name for name in queues.consume_from if not name.endswith(FRONT_QUEUE_SUFFIX)]
-        queues.select([front_queue(name) for name in names] + names)
+        queues.select(lanes.consume_order(list(queues.consume_from)))
 
     celeryd_after_setup.connect(reorder, weak=False)
 

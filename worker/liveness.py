@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from shared import liveness
+from shared import lanes, liveness
 
 log = logging.getLogger(__name__)
 REDIS_TIMEOUT_S = 2.0
@@ -57,9 +57,9 @@ def connect(app: Celery) -> None:
     def start(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app or getattr(app, "deepfake_liveness", None) is not None:
             return
-        from worker.celery_app import FRONT_QUEUE_SUFFIX
-
-        queues = sorted(q for q in app.amqp.queues.consume_from if not q.endswith(FRONT_QUEUE_SUFFIX))
+        # One sorted set per lane queue it consumes: that is how a worker announces its lanes (the web
+        # sends long videos to the gpu lane only while a worker beats there).
+        queues = sorted(q for q in app.amqp.queues.consume_from if not lanes.is_front_queue(q))
         queues = queues or list(app.deepfake_settings.worker_queues)
         app.deepfake_liveness = LivenessBeacon(redis_url=app.deepfake_settings.redis_url or "",
                                                worker=sender.hostname, queues=queues)

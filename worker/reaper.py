@@ -8,8 +8,10 @@
   Looking in the broker (rather than re-sending on a timer) keeps jobs that merely wait in a long
   queue from being sent again and again.
 
-Both go to the front queue (see worker.celery_app). Several reapers may run at once (one per
-worker); each requeue or re-send is a conditional UPDATE, so only one of them sends a given job.
+Both go to the front queue of the job's lane (shared.lanes; `Job.lane`), whichever lanes this
+reaper's worker consumes: a reaper looks for a job's message in its lane's queue and that queue's
+front queue. Several reapers may run at once (one per worker); each requeue or re-send is a
+conditional UPDATE, so only one of them sends a given job.
 """
 from __future__ import annotations
 
@@ -25,9 +27,13 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from shared import lanes
 from shared.db import jobs
+from shared.db.models import Job
 from shared.db.session import make_engine, make_session_factory
 from shared.settings import Settings
 from worker.celery_app import ANALYZE_TASK, front_queue
@@ -48,11 +54,12 @@ class Reaper:
         self.settings = settings
         self.interval_s = interval_s or reap_interval_s(min(settings.heartbeat_timeout_s,
                                                             settings.requeue_lost_after_s))
-        self.front_queue = front_queue(settings.worker_queues[0])
+        # The lane queues are named from the base of this worker's queues, as the web's are from its own.
+        self.base_queue = lanes.base_queue(settings.worker_queues)
         # NullPool: no connection is kept open across a fork of the prefork pool.
         self._engine = make_engine(settings.effective_database_url, poolclass=NullPool)
         self._sessions = make_session_factory(self._engine)
-        self._broker = BrokerQueues(settings.redis_url or "", queues=_consumed_queues(settings))
+        self._broker = BrokerQueues(settings.redis_url or "")
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="deepfake-reaper", daemon=True)
 
@@ -71,7 +78,7 @@ class Reaper:
         return self.requeue_stale() + self.resend_lost()
 
     def requeue_stale(self) -> list[str]:
-        """Requeue or fail the stale running jobs now; send the requeued ones to the front.
+        """Requeue or fail the stale running jobs now; send the requeued ones to their lane's front queue.
 
         The tasks are sent before the requeue commits: if the broker refuses one, nothing is
         committed and the jobs stay stale-running for the next pass, instead of sitting queued
@@ -81,34 +88,50 @@ class Reaper:
         with self._sessions() as session:
             requeued = jobs.reap_stale_jobs(session=session, stale_after_s=self.settings.heartbeat_timeout_s,
                                             max_attempts=self.settings.job_max_attempts, commit=False)
+            job_lanes = job_lanes_of(session, requeued)
             for job_id in requeued:
-                self._send(job_id)
+                self._send(job_id, lane=job_lanes[job_id])
             session.commit()
         for job_id in requeued:
             log.warning("job %s: its worker stopped responding; requeued at the front", job_id)
         return requeued
 
     def resend_lost(self) -> list[str]:
-        """Send again the queued jobs whose message is in no broker queue (sent before committing)."""
+        """Send again the queued jobs whose message is in none of their lane's queues (sent before committing)."""
         after_s = self.settings.requeue_lost_after_s
         with self._sessions() as session:
             candidates = jobs.unsent_queued_jobs(session=session, sent_before_s=after_s, limit=MAX_LOST_PER_PASS)
             if not candidates:
                 return []
-            waiting = self._broker.waiting_job_ids(set(candidates), delivered_within_s=after_s)
+            job_lanes = job_lanes_of(session, candidates)
+            waiting = self._waiting(job_lanes, delivered_within_s=after_s)
             resent = []
             for job_id in candidates:
                 if job_id not in waiting and jobs.record_resend(session=session, job_id=job_id,
                                                                 sent_before_s=after_s):
-                    self._send(job_id)
+                    self._send(job_id, lane=job_lanes[job_id])
                     resent.append(job_id)
             session.commit()
         for job_id in resent:
             log.warning("job %s: queued but its task was in no broker queue; sent again", job_id)
         return resent
 
-    def _send(self, job_id: str) -> None:
-        self.app.send_task(ANALYZE_TASK, args=[job_id], queue=self.front_queue)
+    def _waiting(self, job_lanes: dict[str, str], *, delivered_within_s: float) -> set[str]:
+        """The jobs of `job_lanes` whose message waits in their lane's queue (or its front queue), or was
+        delivered lately."""
+        found = self._broker.delivered_recently(set(job_lanes), within_s=delivered_within_s)
+        for lane in lanes.LANES:
+            wanted = {job_id for job_id, job_lane in job_lanes.items() if job_lane == lane} - found
+            if wanted:
+                queue = self._lane_queue(lane)
+                found |= self._broker.waiting_job_ids(wanted, queues=[front_queue(queue), queue])
+        return found
+
+    def _lane_queue(self, lane: str) -> str:
+        return lanes.lane_queue(lane, base=self.base_queue)
+
+    def _send(self, job_id: str, *, lane: str) -> None:
+        self.app.send_task(ANALYZE_TASK, args=[job_id], queue=front_queue(self._lane_queue(lane)))
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.interval_s):
@@ -123,23 +146,19 @@ class BrokerQueues:
     per queue and priority step, consumed from the right), or delivered to a worker and not yet
     acknowledged (the `unacked` hash, indexed by delivery time)."""
 
-    def __init__(self, redis_url: str, *, queues: list[str]) -> None:
+    def __init__(self, redis_url: str) -> None:
         self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=BROKER_TIMEOUT_S,
                                             socket_timeout=BROKER_TIMEOUT_S)
-        self._keys = [queue if step == 0 else f"{queue}{RedisChannel.sep}{step}"
-                      for queue in queues for step in PRIORITY_STEPS]
 
     def close(self) -> None:
         self._client.close()
 
-    def waiting_job_ids(self, wanted: set[str], *, delivered_within_s: float) -> set[str]:
-        """The ids of `wanted` whose task is queued, or was delivered less than `delivered_within_s` ago.
-
-        A delivery older than that is not counted: a worker that died holding it will not run it,
-        and a live one claims within seconds (or holds a retry no longer than the retry cap).
-        """
-        found = self._delivered_recently(wanted, delivered_within_s)
-        for key in self._keys:
+    def waiting_job_ids(self, wanted: set[str], *, queues: list[str]) -> set[str]:
+        """The ids of `wanted` whose task waits in one of `queues` (each at every priority step)."""
+        found: set[str] = set()
+        keys = [queue if step == 0 else f"{queue}{RedisChannel.sep}{step}"
+                for queue in queues for step in PRIORITY_STEPS]
+        for key in keys:
             for raw in self._oldest_first(key):
                 if len(found) == len(wanted):
                     return found
@@ -148,7 +167,12 @@ class BrokerQueues:
                     found.add(job_id)
         return found
 
-    def _delivered_recently(self, wanted: set[str], within_s: float) -> set[str]:
+    def delivered_recently(self, wanted: set[str], *, within_s: float) -> set[str]:
+        """The ids of `wanted` whose task was delivered to a worker less than `within_s` ago, unacknowledged.
+
+        A delivery older than that is not counted: a worker that died holding it will not run it,
+        and a live one claims within seconds (or holds a retry no longer than the retry cap).
+        """
         tags = self._client.zrangebyscore(RedisChannel.unacked_index_key, time.time() - within_s, "+inf")
         entries = self._client.hmget(RedisChannel.unacked_key, tags) if tags else []
         found = set()
@@ -194,8 +218,10 @@ def message_job_id(message: dict) -> str | None:
     return args[0] if args and isinstance(args[0], str) else None
 
 
-def _consumed_queues(settings: Settings) -> list[str]:
-    return [name for queue in settings.worker_queues for name in (front_queue(queue), queue)]
+def job_lanes_of(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """Each job's lane; a lane this code does not know (a newer version's) counts as interactive."""
+    rows = session.execute(select(Job.id, Job.lane).where(Job.id.in_(job_ids))).all() if job_ids else []
+    return {job_id: lane if lane in lanes.LANES else lanes.INTERACTIVE for job_id, lane in rows}
 
 
 def reap_interval_s(timeout_s: float) -> float:

@@ -37,6 +37,8 @@ class FinishedJob:
 class JobMetrics:
     # queued and running: all of them; succeeded, failed, cancelled: created within RECENT_S
     active: dict[str, int]
+    # (status, lane) → queued or running jobs of that lane; only the pairs that have jobs
+    active_by_lane: dict[tuple[str, str], int]
     recent_ended: dict[str, int]
     oldest_queued_age_s: float | None
     # worker name → seconds since the freshest heartbeat of its running jobs
@@ -50,6 +52,7 @@ def read_job_metrics(*, session: Session, now: datetime | None = None, recent_s:
     since = now - timedelta(seconds=recent_s)
     oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED.value))
     return JobMetrics(active=_counts(session, ACTIVE_STATUSES),
+                      active_by_lane=_active_by_lane(session),
                       recent_ended=_counts(session, TERMINAL_ORDER, Job.created_at >= since),
                       oldest_queued_age_s=_age(now, oldest),
                       running_heartbeat_age_s=_running_heartbeats(session, now),
@@ -62,6 +65,13 @@ def _counts(session: Session, statuses: tuple[JobStatus, ...], *where: Any) -> d
                            .group_by(Job.status)).all()
     found = dict(rows)
     return {value: int(found.get(value, 0)) for value in values}
+
+
+def _active_by_lane(session: Session) -> dict[tuple[str, str], int]:
+    values = [status.value for status in ACTIVE_STATUSES]
+    rows = session.execute(select(Job.status, Job.lane, func.count()).where(Job.status.in_(values))
+                           .group_by(Job.status, Job.lane)).all()
+    return {(status, lane): int(count) for status, lane, count in rows}
 
 
 def _running_heartbeats(session: Session, now: datetime) -> dict[str, float]:
