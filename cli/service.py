@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     web.set_defaults(handler=web_command)
 
     worker = subparsers.add_parser("worker", help="run one Celery worker (needs REDIS_URL)")
-    worker.add_argument("--queues", help="comma-separated queues (default: WORKER_QUEUES or 'analysis')")
+    worker.add_argument("--queues", help="comma-separated queues (default: WORKER_QUEUES, else "
+                                         "'analysis,analysis.batch', on a GPU 'analysis.gpu' first)")
     worker.add_argument("--concurrency", type=int, default=1, help="processes or threads (default 1)")
     worker.add_argument("--pool", choices=("prefork", "solo", "threads"),
                         help="default: solo on a GPU (CUDA never initialised before a fork), else prefork")
@@ -106,12 +107,15 @@ def migrate(settings) -> None:
 
 # --- worker ----------------------------------------------------------------------------------------
 def worker_command(args: argparse.Namespace) -> int:
+    from shared.lanes import default_worker_queues
     from shared.settings import Settings
     from worker.celery_app import MissingBrokerError, make_celery
 
     settings = Settings.from_env()
     if args.queues:
         settings = replace(settings, worker_queues=tuple(q for q in args.queues.split(",") if q))
+    elif not os.environ.get("WORKER_QUEUES") and _wants_gpu(settings.device):
+        settings = replace(settings, worker_queues=default_worker_queues(gpu=True))
     pool = args.pool or default_pool(settings.device)
     if pool != "solo" and _wants_gpu(settings.device):
         raise CommandError("GPU workers must use --pool solo (CUDA cannot be used after a fork); "

@@ -133,6 +133,18 @@ def test_the_gpu_profile_adds_a_cuda_worker_with_a_reserved_gpu(compose):
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
 
 
+def test_cpu_workers_take_interactive_work_before_batches_and_the_gpu_worker_takes_the_gpu_lane_first(compose):
+    from shared import lanes
+
+    def queues(service: str) -> list[str]:
+        command = compose["services"][service]["command"]
+        return command[command.index("--queues") + 1].split(",")
+
+    assert queues("worker") == list(lanes.default_worker_queues()) == ["analysis", "analysis.batch"]
+    assert queues("worker-gpu") == list(lanes.default_worker_queues(gpu=True))
+    assert queues("worker-gpu")[0] == lanes.lane_queue(lanes.GPU)
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_hadolint_finds_nothing(dockerfile):
     hadolint = Path(sys.executable).parent / "hadolint"
