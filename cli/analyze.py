@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--face-detector", choices=FACE_DETECTORS, default="auto",
                         help="auto: RetinaFace when its weights are installed, else OpenCV; "
                              "none: the video is already cropped to one face")
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU when one is usable, else the CPU")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto: a GPU when one is usable, else the CPU")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: the fastest precision that agrees with fp32 on this machine")
     parser.add_argument("--batch-size", type=int, default=32,
@@ -101,21 +102,23 @@ def _write_artifacts(artifacts, directory: Path) -> None:
 
 
 def summary(data: dict) -> str:
-    """A readable summary: verdict, confidence, one timeline line per face track."""
-    lines = [f"Verdict: {data['verdict']}"]
-    probability = data["fake_probability"]
+    """A readable summary in the job page's words: verdict, what it means, one timeline line per track."""
+    from shared.model.report import percent, reasons_heading, track_name, verdict_note
+
+    verdict, probability = data["verdict"], data["fake_probability"]
+    lines = [f"Verdict: {verdict}"]
     if probability is not None:
-        confidence = max(probability, 1 - probability) * 100
-        lines.append(f"Fake probability: {probability:.3f} (confidence {confidence:.1f} %, "
-                     f"threshold {data['model']['threshold']:.2f})")
+        note = verdict_note(verdict=verdict, fake_probability=probability, threshold=data["model"]["threshold"])
+        lines.append(f"Fake probability: {percent(probability)} ({note})")
     video = data["video"]
     lines.append(f"Video: {video['width']}x{video['height']}, {video['duration_s']:.1f} s, {video['fps']:.2f} fps; "
                  f"{data['frames_analyzed']} frames analysed with {data['model']['name']}")
     for track in data["tracks"]:
         spark = "".join(SPARK[min(int(w["fake_probability"] * len(SPARK)), len(SPARK) - 1)] for w in track["windows"])
-        lines.append(f"  face {track['id']}: {track['verdict']:<12} p={track['fake_probability']:.3f} "
+        share = percent(track["fake_probability"])
+        lines.append(f"  {track_name(track['id'])}: {track['verdict']:<12} {share:>4} fake  "
                      f"frames {track['first_frame']}–{track['last_frame']}  {spark}")
-    for title, key in (("Why", "reasons"), ("Warnings", "warnings")):
+    for title, key in ((reasons_heading(verdict), "reasons"), ("Warning", "warnings")):
         for item in data[key]:
             lines.append(f"{title}: [{item['code']}] {item['message']}")
     fps = data["frames_analyzed"] / data["timings"]["total_s"] if data["timings"].get("total_s") else 0

@@ -313,11 +313,21 @@ def status_line(job: dict) -> str:
         eta = f", about {progress['eta_s']:.0f} s left" if progress.get("eta_s") is not None else ""
         return f"{head}: {progress['frames_done']}/{total} frames ({progress['fraction'] * 100:.0f} %){eta}"
     if status == "succeeded":
-        probability = job.get("fake_probability")
-        return f"{head}: {job.get('verdict')}" + (f" (fake probability {probability:.3f})" if probability is not None else "")
+        return f"{head}: {job.get('verdict')}{_probability_note(job)}"
     if status == "failed":
         return f"{head}: [{job['error']['code']}] {job['error']['message']}"
     return head
+
+
+def _probability_note(job: dict) -> str:
+    """` (fake probability 54%; too close to call)`, as the job page says it; empty when nothing was scored."""
+    from shared.model.report import percent, verdict_note
+
+    probability = job.get("fake_probability")
+    if probability is None:
+        return ""
+    note = verdict_note(verdict=job["verdict"], fake_probability=probability)
+    return f" (fake probability {percent(probability)}; {note})"
 
 
 def run_result(args: argparse.Namespace) -> int:

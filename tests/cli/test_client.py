@@ -8,6 +8,7 @@ import threading
 from typing import Iterator
 
 import pytest
+import requests
 from werkzeug.formparser import FormDataParser
 
 from cli.client import MultipartFile
@@ -97,7 +98,7 @@ def test_submit_wait_follows_the_job_to_its_verdict(server, settings, video_clip
 
     out = capsys.readouterr().out
     assert code == 0
-    assert "Verdict: FAKE" in out and "face 0" in out
+    assert "Verdict: FAKE" in out and "track 0:" in out and "face 0" not in out
 
 
 @pytest.fixture
@@ -187,6 +188,23 @@ def test_result_prints_a_summary_or_the_engine_json(server, settings, sessions, 
     assert "Verdict: FAKE" in capsys.readouterr().out
     assert main(["result", job_id, "--server", server, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == engine_result().to_dict()
+
+
+def test_an_inconclusive_result_reads_as_on_the_job_page(server, settings, sessions, capsys):
+    job_id = record_job(sessions, owner=settings.owner)
+    move_job(sessions, settings, job_id, "succeeded", result=engine_result(verdict="INCONCLUSIVE", probability=0.539))
+    page = requests.get(f"{server}/jobs/{job_id}", timeout=30)
+
+    assert main(["result", job_id, "--server", server]) == 0
+    out = capsys.readouterr().out
+    assert main(["status", job_id, "--server", server]) == 0
+    status = capsys.readouterr().out
+
+    assert page.status_code == 200 and "too close to call" in page.text and "Why the result is inconclusive" in page.text
+    assert "Fake probability: 54% (threshold 50%; too close to call)" in out
+    assert "Why the result is inconclusive: [few_frames]" in out
+    assert status.strip() == f"{job_id}: succeeded: INCONCLUSIVE (fake probability 54%; too close to call)"
+    assert "confidence" not in out + status
 
 
 def test_result_of_a_failed_job_is_its_error(server, settings, sessions, capsys):
