@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cli.weights",
     "cli.service",
     "cli.client",
+    "cli.batch",
     "cli.training",
 )
 
