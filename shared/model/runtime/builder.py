@@ -180,9 +180,9 @@ def _cpu_bf16(plan: _CpuPlan) -> Trunk:
     return plan.torch_trunk("bf16")
 
 
-def _int8_possible(plan: _CpuPlan) -> str | None:
-    """None if int8 can run, else why not."""
-    if plan.backend == "torch":
+def _int8_possible(backend: str) -> str | None:
+    """None if int8 can run on `backend`, else why not."""
+    if backend == "torch":
         return "int8 needs the OpenVINO backend"
     if not (ovb.openvino_available() and ovb.nncf_available()):
         return "int8 needs the openvino and nncf packages"
@@ -190,7 +190,7 @@ def _int8_possible(plan: _CpuPlan) -> str | None:
 
 
 def _cpu_int8(plan: _CpuPlan) -> Trunk:
-    problem = _int8_possible(plan)
+    problem = _int8_possible(plan.backend)
     if problem is not None:
         plan.warnings.append(Reason("precision_unsupported", f"{problem}; using fp32"))
         return _cpu_fp32(plan)
@@ -203,14 +203,19 @@ def _cpu_int8(plan: _CpuPlan) -> Trunk:
     return trunk
 
 
-def _cpu_auto(plan: _CpuPlan) -> Trunk:
-    features = cpu_features()
+def fast_cpu_candidates(features: set[str] | frozenset[str], *, backend: str) -> list[str]:
+    """The faster precisions `auto` tries on a CPU with `features`, in order: int8, then bf16, each only
+    where the CPU runs it natively and `backend` (with the installed packages) can run it."""
     candidates = []
-    if native_int8(features) and _int8_possible(plan) is None:
+    if native_int8(features) and _int8_possible(backend) is None:
         candidates.append("int8")
-    if native_bf16(features) and plan.backend != "torch" and ovb.openvino_available():
+    if native_bf16(features) and backend != "torch" and ovb.openvino_available():
         candidates.append("bf16")
-    for precision in candidates:
+    return candidates
+
+
+def _cpu_auto(plan: _CpuPlan) -> Trunk:
+    for precision in fast_cpu_candidates(cpu_features(), backend=plan.backend):
         trunk = plan.openvino_trunk(precision)
         delta = plan.delta(trunk, precision)
         if delta <= FAST_TOLERANCE:

@@ -10,7 +10,7 @@ from shared.model.checkpoints import ModelSpec, load_model, save_checkpoint
 from shared.errors import DeviceUnavailableError, InvalidOptionsError
 from shared.model.networks import resnext_lstm
 from shared.model.runtime import build_embedder, cpu_features, native_bf16, native_int8, select_device
-from shared.model.runtime.builder import FAST_TOLERANCE
+from shared.model.runtime.builder import FAST_TOLERANCE, fast_cpu_candidates
 from shared.model.runtime.calibration import calibration_crops, calibration_windows
 
 CPU = torch.device("cpu")
@@ -89,17 +89,43 @@ def test_openvino_fp32_matches_pytorch(tiny, crops, tmp_path: Path) -> None:
     assert list(tmp_path.glob("*-fp32.xml"))  # the IR is cached for the next run
 
 
-def test_auto_only_picks_a_fast_precision_that_agrees(tiny, crops, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("features", "backend", "expected"), [
+    ({"sse4_2"}, "auto", []),  # no int8 dot products, no bf16: fp32 only
+    ({"avx2"}, "auto", ["int8"]),
+    ({"avx2", "avx512_vnni", "avx512_bf16"}, "auto", ["int8", "bf16"]),
+    ({"avx2", "amx_bf16"}, "openvino", ["int8", "bf16"]),
+    ({"avx512f", "amx_bf16"}, "auto", ["bf16"]),  # AVX-512 without VNNI or AVX2: no native int8
+    ({"avx2", "avx512_bf16"}, "torch", []),  # both fast paths need OpenVINO
+])
+def test_auto_tries_int8_then_bf16_where_the_cpu_runs_them_natively(features, backend, expected) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    assert fast_cpu_candidates(features, backend=backend) == expected
+
+
+def test_auto_picks_the_first_fast_precision_that_agrees_on_this_cpu(tiny, crops, tmp_path: Path) -> None:
     model, spec = tiny
+    candidates = fast_cpu_candidates(cpu_features(), backend="auto")  # read as build_embedder reads them
     auto = build_embedder(model, spec, device=CPU, precision="auto", cache_dir=tmp_path)
-    if auto.precision == "fp32":
-        return  # nothing faster allowed on this machine / install: that is a valid outcome
-    assert auto.precision in ("int8", "bf16")
-    assert native_int8(cpu_features()) if auto.precision == "int8" else native_bf16(cpu_features())
-    reference = build_embedder(model, spec, device=CPU, precision="fp32", backend="torch")
-    calibration = calibration_crops(size=64)
-    delta = (_window_probabilities(auto, calibration) - _window_probabilities(reference, calibration)).abs().max()
-    assert delta.item() <= FAST_TOLERANCE
+    # A candidate is passed over only with a precision_fallback warning naming it; the next one is taken.
+    passed_over = [w.message.split()[0] for w in auto.warnings if w.code == "precision_fallback"]
+    assert passed_over == candidates[: len(passed_over)]
+    remaining = candidates[len(passed_over):]
+    assert auto.precision == (remaining[0] if remaining else "fp32")
+
+    # ...and |Δp| against plain PyTorch fp32, on the calibration crops auto checks with, says which agree.
+    calibration = calibration_crops(size=spec.input_size)
+    check = calibration[len(calibration) // 2:]
+    reference = _window_probabilities(build_embedder(model, spec, device=CPU, precision="fp32", backend="torch"), check)
+
+    def delta(embedder) -> float:
+        return (_window_probabilities(embedder, check) - reference).abs().max().item()
+
+    for precision in passed_over:
+        other = build_embedder(model, spec, device=CPU, precision=precision, backend="openvino", cache_dir=tmp_path)
+        assert other.precision == precision and delta(other) > FAST_TOLERANCE
+    if remaining:
+        assert delta(auto) <= FAST_TOLERANCE
 
 
 def test_bf16_without_native_support_warns(tiny, crops) -> None:
