@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, test_config: dict[str, Any] 
     app.extensions["deepfake.settings"] = settings
     app.json.sort_keys = False  # keep documents in the order they are built: id and status first
 
-    from web import api, db, errors, health, metrics, pages, queue, security
+    from web import api, batches, db, errors, health, metrics, pages, queue, security
 
     db.init_app(app)
     queue.init_app(app)
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, test_config: dict[str, Any] 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(pages.bp)
     return app
 

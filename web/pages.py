@@ -1,12 +1,14 @@
-"""Server-rendered pages: upload, job (progress, then the result; delete once ended), jobs list.
+"""Server-rendered pages: upload, job (progress, then the result; delete once ended), jobs list, batches.
 
 The pages read the same JSON the API serves, so a job submitted through the API shows the same way.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from shared.db import jobs as job_store
+from shared.db import batches as batch_store
+from web import batches as batch_api
 from web.api import fetch_job_page, load_job, partial_windows, remove_job
 from web.db import get_session
 from web.presenters import job_json, job_summary_json
@@ -57,3 +59,36 @@ def jobs_page() -> str:
                                        cursor=request.args.get("cursor"), default_limit=PAGE_SIZE)
     return render_template("jobs.html", jobs=[job_summary_json(job) for job in jobs], next_cursor=next_cursor,
                            status=request.args.get("status") or "", statuses=JOB_STATUSES)
+
+
+@bp.get("/batches")
+def batches_page() -> str:
+    """The owner's batches, and a form that uploads many files as one batch."""
+    session = get_session()
+    found = batch_store.list_batches(session=session, owner=batch_api.current_owner())
+    summaries = [batch_api.batch_summary_json(b, batch_store.batch_progress(session=session, batch_id=b.id))
+                 for b in found]
+    return render_template("batches.html", batches=summaries, options=OPTION_PROPERTIES)
+
+
+@bp.get("/batches/<batch_id>")
+def batch_page(batch_id: str) -> str:
+    """One batch: per-file status and progress (refreshing while it runs), the report, retry and cancel."""
+    return render_template("batch.html", batch=batch_api.batch_document(batch_api.load_batch(batch_id)))
+
+
+@bp.post("/batches/<batch_id>/<action>")
+def batch_action(batch_id: str, action: str) -> Response:
+    """The batch page's buttons, plain form POSTs: retry failed files, cancel the rest, delete."""
+    require_csrf_token(request.form.get(CSRF_FIELD))
+    batch = batch_api.load_batch(batch_id)
+    if action == "retry":
+        batch_api.retry_failed(batch_id)
+    elif action == "cancel":
+        batch_api.cancel_batch(batch_id)
+    elif action == "delete":
+        batch_api.delete_batch(batch_id)
+        return redirect(url_for("pages.batches_page"), code=303)
+    else:
+        abort(404)
+    return redirect(url_for("pages.batch_page", batch_id=str(batch.id)), code=303)

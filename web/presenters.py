@@ -109,3 +109,55 @@ def _rounded(value: float | None) -> float | None:
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z` (the models hand back aware UTC datetimes)."""
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def batch_summary_json(batch: Any, progress: Any) -> dict[str, Any]:
+    """A batch in lists: name, when, counts per status, and whether every file has ended."""
+    batch_id = str(batch.id)
+    return {
+        "id": batch_id,
+        "name": batch.name,
+        "created_at": iso(batch.created_at),
+        "params": batch.params or {},
+        "total": progress.total,
+        "done": progress.done,
+        "finished": progress.finished,
+        "counts": progress.counts,
+        "progress": {"frames_done": progress.frames_done, "frames_total": progress.frames_total,
+                     "fraction": round(progress.done / progress.total, 4) if progress.total else 0.0},
+        "links": {
+            "self": url_for("batches.get_batch", batch_id=batch_id),
+            "items": url_for("batches.add_item", batch_id=batch_id),
+            "results_json": url_for("batches.results_json", batch_id=batch_id),
+            "results_csv": url_for("batches.results_csv", batch_id=batch_id),
+            "retry": url_for("batches.retry_failed", batch_id=batch_id),
+            "cancel": url_for("batches.cancel_batch", batch_id=batch_id),
+            "page": url_for("pages.batch_page", batch_id=batch_id),
+        },
+    }
+
+
+def batch_json(batch: Any, progress: Any, items: Iterable[Job]) -> dict[str, Any]:
+    """The full batch document: the summary and one entry per file, in submission order."""
+    doc = batch_summary_json(batch, progress)
+    doc["items"] = [batch_item_json(item) for item in items]
+    return doc
+
+
+def batch_item_json(job: Job) -> dict[str, Any]:
+    """One file of a batch: its job, status, verdict or error, and how far it got."""
+    total = job.progress_total or 0
+    return {
+        "position": job.batch_position,
+        "job_id": str(job.id),
+        "file": job.upload_name,
+        "status": status_value(job),
+        "verdict": job.verdict,
+        "fake_probability": job.fake_probability,
+        "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
+        "reused_from": job.reused_from,
+        "fraction": round(min((job.progress_done or 0) / total, 1.0), 4) if total else
+        (1.0 if status_value(job) == "succeeded" else 0.0),
+        "links": {"self": url_for("api.get_job", job_id=str(job.id)),
+                  "page": url_for("pages.job_page", job_id=str(job.id))},
+    }

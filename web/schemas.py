@@ -49,6 +49,24 @@ COMPONENTS: dict[str, Any] = {
     "ArtifactList": _obj({"artifacts": {"type": "array", "items": _obj({
         "name": _STR, "media_type": _STR, "track_id": {"type": ["integer", "null"]}, "description": _STR,
         "url": _STR}, "name", "media_type", "url")}}, "artifacts"),
+    "BatchItem": _obj({"position": _INT, "job_id": {"type": "string", "format": "uuid"}, "file": _STR,
+                       "status": {"enum": JOB_STATUSES}, "verdict": {"type": ["string", "null"]},
+                       "fake_probability": _PROB, "error": {"type": ["object", "null"]},
+                       "reused_from": {"type": ["string", "null"],
+                                       "description": "The job whose stored result this file reused."},
+                       "fraction": {"type": "number"}, "links": {"type": "object"}},
+                      "position", "job_id", "file", "status"),
+    "BatchSummary": _obj({"id": {"type": "string", "format": "uuid"}, "name": _STR, "created_at": _TIME,
+                          "params": {"type": "object"}, "total": _INT, "done": _INT, "finished": {"type": "boolean"},
+                          "counts": {"type": "object", "additionalProperties": _INT},
+                          "progress": {"type": "object"}, "links": {"type": "object"}},
+                         "id", "name", "total", "done", "finished", "counts", "links"),
+    "Batch": {"allOf": [_ref("BatchSummary"), _obj({"items": {"type": "array", "items": _ref("BatchItem")}},
+                                                    "items")]},
+    "BatchList": _obj({"batches": {"type": "array", "items": _ref("BatchSummary")}}, "batches"),
+    "BatchReport": _obj({"columns": {"type": "array", "items": _STR},
+                         "rows": {"type": "array", "items": {"type": "object"}},
+                         "summary": {"type": "object"}}, "columns", "rows", "summary"),
     "Health": _obj({"status": _STR}, "status"),
     "Readiness": _obj({"status": _STR, "checks": {"type": "object", "additionalProperties": _STR}},
                       "status", "checks"),
@@ -71,4 +89,23 @@ JOB_UPLOAD_BODY: dict[str, Any] = {
     "content": {"multipart/form-data": {"schema": _obj(
         {"video": {"type": "string", "format": "binary", "description": "The video file."}, **OPTION_PROPERTIES},
         "video")}},
+}
+
+BATCH_CREATE_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": _obj({
+        "name": {"type": "string", "description": "A label for people (e.g. the night's date)."},
+        "options": _obj(OPTION_PROPERTIES),
+        "import": {"type": "object", "description": (
+            'Files already on the server, relative to BATCH_IMPORT_ROOT: {"folder": "dir", "recursive": false} '
+            'or {"paths": ["a.mp4"]}.')},
+    })}},
+}
+
+BATCH_ITEM_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": _obj({
+        "video": {"type": "string", "format": "binary", "description": "The video file."},
+        "path": {"type": "string", "description": "The file's path as the user knows it (shown in the report)."},
+    }, "video")}},
 }

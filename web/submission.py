@@ -15,7 +15,7 @@ from shared.errors import InputError, InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
-from web.queue import EnqueueError, enqueue_analysis
+from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.schemas import OPTION_PROPERTIES
 from web.security import CSRF_FIELD, require_csrf_token
 from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
@@ -40,7 +40,7 @@ class EmptyUploadError(ApiError):
 
 def submit_job(*, from_page_form: bool = False) -> Job:
     """Handle POST /api/v1/jobs (or the upload page's form, which must carry its CSRF token)."""
-    form = _receive()
+    form = receive_form()
     upload = form.video
     try:
         refuse_ambiguous_parts(form)
@@ -49,8 +49,9 @@ def submit_job(*, from_page_form: bool = False) -> Job:
             require_csrf_token(fields.pop(CSRF_FIELD, None))
         params = validate_params(fields)
         check_weights_name(params.get("weights"))
-        upload = upload.stored_as(_probe(upload).container)
-        return _record_and_enqueue(upload, params)
+        video = _probe(upload)
+        upload = upload.stored_as(video.container)
+        return _record_and_enqueue(upload, params, duration_s=video.duration_s)
     except BaseException:
         upload.delete()
         raise
@@ -85,7 +86,8 @@ def check_weights_name(name: str | None) -> None:
         named_checkpoint(weights_dir, name)
 
 
-def _receive() -> ReceivedForm:
+def receive_form() -> ReceivedForm:
+    """The request's multipart form with its `video` stored (400 without one, 422 when it is empty)."""
     settings = current_settings()
     receiver = UploadReceiver(uploads_dir=settings.uploads_dir, max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
     form = receiver.receive(request, max_form_memory_size=current_app.config["MAX_FORM_MEMORY_SIZE"],
@@ -109,13 +111,14 @@ def _probe(upload: StoredUpload) -> VideoInfo:
         raise type(exc)(exc.message.replace(str(upload.path), repr(upload.original_name))) from None
 
 
-def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any]) -> Job:
+def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any], *, duration_s: float | None) -> Job:
     session = get_session()
+    lane = choose_lane(duration_s=duration_s, batch=False)
     job = create_job(session=session, owner=current_owner(), params=params, upload_name=upload.original_name,
-                     stored_name=upload.stored_name, upload_size=upload.size, upload_sha256=upload.sha256)
+                     stored_name=upload.stored_name, upload_size=upload.size, upload_sha256=upload.sha256, lane=lane)
     session.commit()
     try:
-        enqueue_analysis(str(job.id))
+        enqueue_analysis(str(job.id), lane=lane)
     except EnqueueError as exc:
         # Not queued means not accepted: withdraw the record so no job waits forever.
         session.delete(job)
