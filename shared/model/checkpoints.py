@@ -147,14 +147,20 @@ def _is_path(name: str) -> bool:
 
 
 def _not_found(files: list[Path], sequence_length: int | None) -> WeightsNotFoundError:
-    lengths = sorted({frames for _, frames, _ in _seed_files(files)})
+    # Read by CLI and API users alike: say only what both can act on (the `weights` setting, which
+    # both take by file name, and how a checkpoint gets installed), and name files, never a server path.
     wanted = f" with sequence length {sequence_length}" if sequence_length is not None else ""
-    have = f"; seed checkpoints present for sequence lengths {lengths}" if lengths else ""
-    return WeightsNotFoundError(
-        f"no classifier checkpoint{wanted} in the weights directory (WEIGHTS_DIR){have}. Put a seed file "
-        f"(model_<acc>_acc_<frames>_frames_*.pt) or a project checkpoint ({DEFAULT_CHECKPOINT}) there, "
-        "or pass --weights PATH"
-    )
+    install = ("install one with `deepfake weights fetch NAME` on the machine that runs the analysis "
+               "(`deepfake weights list` shows the known checkpoints; see weights/README.md)")
+    if not files:
+        return WeightsNotFoundError(f"no classifier checkpoint{wanted} in the weights directory (WEIGHTS_DIR): "
+                                    f"none is installed; {install}")
+    lengths = sorted({frames for _, frames, _ in _seed_files(files)})
+    have = f" (seed checkpoints for sequence lengths {lengths})" if lengths else ""
+    installed = ", ".join(sorted(p.name for p in files))
+    return WeightsNotFoundError(f"no classifier checkpoint{wanted} in the weights directory (WEIGHTS_DIR); "
+                                f"installed: {installed}{have}. Choose one of these by name with the weights "
+                                f"setting, or {install}")
 
 
 def find_checkpoint(weights_dir: Path, *, name: str | None = None, sequence_length: int | None = None) -> Path:

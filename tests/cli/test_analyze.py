@@ -87,6 +87,7 @@ def test_missing_file_and_missing_weights(tmp_path, weights_dir):
     clip = make_face_clip(tmp_path / "clip.mp4", seconds=0.3, fps=10, width=160, height=120)
     done = deepfake("analyze", str(clip), weights_dir=tmp_path / "empty")
     assert done.returncode != 0 and "weights_not_found" in done.stderr and "Traceback" not in done.stderr
+    assert "deepfake weights fetch" in done.stderr and "pass --weights" not in done.stderr
 
 
 @pytest.mark.parametrize("weights", ["/etc/passwd", "/dev/null"])

@@ -109,9 +109,10 @@ def test_a_bare_name_resolves_only_inside_the_weights_dir(tmp_path: Path, monkey
 
 
 def test_nothing_found_says_what_to_do_without_server_paths(tmp_path: Path) -> None:
-    with pytest.raises(WeightsNotFoundError, match=r"WEIGHTS_DIR.*--weights") as error:
+    with pytest.raises(WeightsNotFoundError, match=r"WEIGHTS_DIR.*deepfake weights fetch") as error:
         find_checkpoint(tmp_path)
     assert str(tmp_path) not in error.value.message
+    assert "--weights" not in error.value.message  # API users read it too, and the API takes no paths
 
 
 def test_project_round_trip_keeps_metadata_and_outputs(tmp_path: Path) -> None:
