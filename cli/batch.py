@@ -17,7 +17,6 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -94,23 +93,9 @@ def _check_mode_flags(args: argparse.Namespace, *, server_mode: bool) -> None:
 
 # Inputs -------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def video_suffixes() -> frozenset[str]:
-    """The file extensions FFmpeg gives the containers on shared.media's allow-list, lower case, no dot.
-
-    Derived from that one list; FFmpeg also names a few audio or still-image extensions for those
-    demuxers (m4a, heic, ...): such a file is taken and ends as a failed row (not_a_video).
-    """
-    import av
-
-    from shared.media import ALLOWED_FORMATS
-
-    return frozenset(extension.lower() for demuxers in ALLOWED_FORMATS for name in demuxers.split(",")
-                     for extension in av.ContainerFormat(name).extensions)
-
-
 def collect_files(source: Path, *, recursive: bool = False) -> list[BatchFile]:
-    """The inputs in sorted order of their labels, numbered from 1; CommandError when there are none."""
+    """The inputs in sorted order of their labels, numbered from 0 as the service numbers a batch's items;
+    CommandError when there are none."""
     if source.is_dir():
         found = _folder_videos(source, recursive=recursive)
         hint = "" if recursive else " (--recursive takes sub-folders too)"
@@ -123,18 +108,19 @@ def collect_files(source: Path, *, recursive: bool = False) -> list[BatchFile]:
     if not found:
         raise CommandError(f"no videos in {source}{hint}", EXIT_INPUT)
     return [BatchFile(position=number, path=path, label=label)
-            for number, (label, path) in enumerate(sorted(found, key=lambda pair: pair[0]), start=1)]
+            for number, (label, path) in enumerate(sorted(found, key=lambda pair: pair[0]))]
 
 
 def _folder_videos(root: Path, *, recursive: bool) -> list[tuple[str, Path]]:
     """(label, path) of the videos in `root` by extension; hidden files and folders are skipped
     (macOS `._name.mp4` companions are not videos). Folder links are not followed: no loops."""
-    suffixes = video_suffixes()
+    from shared.media import VIDEO_FILE_EXTENSIONS
+
     found = []
     for folder, subfolders, names in os.walk(root, onerror=_warn_unreadable):
         subfolders[:] = sorted(name for name in subfolders if recursive and not name.startswith("."))
         for name in names:
-            if not name.startswith(".") and Path(name).suffix.lower().lstrip(".") in suffixes:
+            if not name.startswith(".") and Path(name).suffix.lower().lstrip(".") in VIDEO_FILE_EXTENSIONS:
                 path = Path(folder, name)
                 found.append((path.relative_to(root).as_posix(), path))
     return found
@@ -332,9 +318,9 @@ def _run_on_server(args: argparse.Namespace, files: list[BatchFile], *, server: 
     if uploaded:
         follow_batch(client, batch_id, interval_s=args.poll_interval)
         rows = client.results(batch_id)["rows"]
-    last = max((row["position"] for row in rows), default=0)
+    following = max((row["position"] for row in rows), default=-1) + 1
     # Files the service never received are reported after its rows, numbered on from them.
-    rows += [{**row, "position": last + number} for number, row in enumerate(local_rows, start=1)]
+    rows += [{**row, "position": following + number} for number, row in enumerate(local_rows)]
     return finish(rows, csv_path=output, json_path=args.json_output)
 
 

@@ -69,7 +69,7 @@ def test_a_folder_yields_its_videos_by_extension_in_sorted_order(tmp_path):
     flat = collect_files(tmp_path)
     deep = collect_files(tmp_path, recursive=True)
 
-    assert [(f.position, f.label) for f in flat] == [(1, "A.MOV"), (2, "b.mp4"), (3, "c.webm")]
+    assert [(f.position, f.label) for f in flat] == [(0, "A.MOV"), (1, "b.mp4"), (2, "c.webm")]
     assert [f.label for f in deep] == ["A.MOV", "b.mp4", "c.webm", "sub/d.mkv"]
     assert deep[3].path == tmp_path / "sub" / "d.mkv"
 
@@ -110,10 +110,10 @@ def test_identical_files_are_analysed_once(tmp_path):
 
     seen: dict = {}
     rows = [analyse_file(BatchFile(position=n, path=p, label=p.name), analyse=analyse, first_of=seen)
-            for n, p in enumerate((first, copy, other), start=1)]
+            for n, p in enumerate((first, copy, other))]
 
     assert analysed == [first, other]
-    assert rows[1] == {**rows[0], "position": 2, "file": "b.mp4", "reused_from": "a.mp4"}
+    assert rows[1] == {**rows[0], "position": 1, "file": "b.mp4", "reused_from": "a.mp4"}
     assert rows[2]["reused_from"] is None and rows[2]["sha256"] == sha256(other)
 
 
@@ -133,12 +133,12 @@ def test_a_folder_in_process_goes_on_past_a_corrupt_file_and_reuses_copies(tmp_p
 
     assert code == 1  # one file failed
     bad, clip, copy = read_report(out)
-    assert (bad["position"], bad["file"], bad["status"], bad["error_code"]) == ("1", "'=cmd.mp4", "failed",
+    assert (bad["position"], bad["file"], bad["status"], bad["error_code"]) == ("0", "'=cmd.mp4", "failed",
                                                                                 "not_a_video")
     assert (clip["file"], clip["status"], clip["sha256"]) == ("clip.mp4", "succeeded", sha256(clips[0]))
     assert clip["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE") and clip["faces"] == "1"
     assert 0.0 <= float(clip["fake_probability"]) <= 1.0
-    assert (copy["file"], copy["reused_from"], copy["position"]) == ("sub/copy.mp4", "clip.mp4", "3")
+    assert (copy["file"], copy["reused_from"], copy["position"]) == ("sub/copy.mp4", "clip.mp4", "2")
     assert [copy[k] for k in ("verdict", "fake_probability", "sha256")] == \
         [clip[k] for k in ("verdict", "fake_probability", "sha256")]
     report = json.loads(out_json.read_text())
@@ -236,7 +236,7 @@ class BatchServiceDouble:
         if data.startswith(b"too big"):
             return self.json(413, {"error": {"code": "upload_too_large", "message": "larger than the limit"}})
         refused = data.startswith(b"not a video")
-        item = {"position": len(self.items) + 1, "job_id": f"job-{len(self.items) + 1}",
+        item = {"position": len(self.items), "job_id": f"job-{len(self.items) + 1}",
                 "file": request.form["path"], "sha256": hashlib.sha256(data).hexdigest(),
                 "status": "failed" if refused else "queued",
                 "error": {"code": "not_a_video", "message": "no video stream"} if refused else None}
@@ -315,7 +315,7 @@ def test_server_mode_uploads_follows_and_writes_the_services_rows(service, video
     write_csv(server_rows, stream)
     assert out.read_bytes().decode().startswith(stream.getvalue())  # the service's CSV, as it would be
     *_, big = read_report(out)
-    assert (big["position"], big["file"], big["status"], big["error_code"]) == ("4", "big.mp4", "failed",
+    assert (big["position"], big["file"], big["status"], big["error_code"]) == ("3", "big.mp4", "failed",
                                                                                 "upload_too_large")
     report = json.loads(out_json.read_text())
     assert report["rows"][:3] == server_rows and len(report["rows"]) == 4
@@ -358,3 +358,46 @@ def test_following_gives_up_on_a_service_gone_too_long_and_names_the_batch(servi
         follow_batch(BatchClient(url), "batch-9", interval_s=0.01, patience_s=0.0)
 
     assert "database_unavailable" in str(caught.value)
+
+
+def test_against_the_real_batch_api(settings, tmp_path, clips, capsys, monkeypatch):
+    """The web app's own batch endpoints over HTTP (real database and Redis); this test plays the worker."""
+    from sqlalchemy import select
+
+    from shared.db.models import Job
+    from tests.conftest import wait_for
+    from tests.web.conftest import build_app, move_job, running_server
+
+    monkeypatch.delenv("DEEPFAKE_SERVER", raising=False)
+    folder = tmp_path / "night"
+    folder.mkdir()
+    shutil.copy(clips[0], folder / "cam1.mp4")
+    (folder / "notes.mp4").write_text("not a video, just text" * 50)
+    app = build_app(settings)
+    sessions = app.extensions["deepfake.db"]["session_factory"]
+
+    def queued_jobs() -> list[str]:
+        with sessions() as session:
+            return [str(job_id) for job_id in session.scalars(select(Job.id).where(Job.status == "queued"))]
+
+    def work() -> None:
+        [job_id] = wait_for(queued_jobs, timeout=60, what="the queued item")
+        move_job(sessions, settings, job_id, "succeeded")
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        with running_server(app) as url:
+            code = main(["batch", str(folder), "--server", url, "--poll-interval", "0.05", "--face-detector", "none",
+                         "--output", str(tmp_path / "report.csv")])
+    finally:
+        worker.join()
+        app.extensions["deepfake.db"]["engine"].dispose()
+
+    assert code == 1  # notes.mp4 was refused on probing
+    cam, notes = read_report(tmp_path / "report.csv")
+    assert (cam["position"], cam["file"], cam["status"], cam["verdict"]) == ("0", "cam1.mp4", "succeeded", "FAKE")
+    assert cam["sha256"] == sha256(clips[0])
+    assert (notes["file"], notes["status"], notes["error_code"]) == ("notes.mp4", "failed", "not_a_video")
+    printed = capsys.readouterr().out
+    assert f"{url}/batches/" in printed.splitlines()[0]
