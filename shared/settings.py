@@ -48,6 +48,8 @@ class Settings:
     gpu_lane_min_duration_s: int = 600
     # UPLOAD_RETENTION_DAYS: how long an upload is kept after its job ended; 0 = removed when it ends.
     upload_retention_days: int = 0
+    # FAILED_BATCH_UPLOAD_RETENTION_DAYS: a failed batch item keeps its upload this long, for "retry failed".
+    failed_batch_upload_retention_days: int = 7
     # BATCH_IMPORT_ROOT: a server folder whose videos batches may import by path (unset: no import).
     batch_import_root: Path | None = None
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
@@ -74,6 +76,7 @@ class Settings:
             requeue_lost_after_s=_int(env, "REQUEUE_LOST_AFTER_S", 60),
             gpu_lane_min_duration_s=_int(env, "GPU_LANE_MIN_DURATION_S", 600),
             upload_retention_days=max(0, _int(env, "UPLOAD_RETENTION_DAYS", 0)),
+            failed_batch_upload_retention_days=max(0, _int(env, "FAILED_BATCH_UPLOAD_RETENTION_DAYS", 7)),
             batch_import_root=Path(env["BATCH_IMPORT_ROOT"]) if env.get("BATCH_IMPORT_ROOT") else None,
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
             engine_threads=_int(env, "ENGINE_THREADS", 0),

@@ -193,7 +193,8 @@ def sweep_expired_uploads(*, context: WorkerContext) -> None:
     try:
         with context.session_factory() as session:
             removed = retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir,
-                                              keep_days=settings.upload_retention_days)
+                                              keep_days=settings.upload_retention_days,
+                                              failed_batch_keep_days=settings.failed_batch_upload_retention_days)
     except (OSError, *TRANSIENT_ERRORS) as exc:
         log.warning("upload retention sweep skipped: %s", exc)
         return

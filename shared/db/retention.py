@@ -58,32 +58,42 @@ def remove_upload(*, uploads_dir: Path, stored_name: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def sweep_uploads(*, session: Session, uploads_dir: Path, keep_days: float, now: datetime | None = None) -> int:
+def sweep_uploads(*, session: Session, uploads_dir: Path, keep_days: float, now: datetime | None = None,
+                  failed_batch_keep_days: float = 0) -> int:
     """Remove uploads whose job ended more than `keep_days` ago (0: as soon as it ended); returns how many.
+
+    A failed batch item keeps its upload for at least `failed_batch_keep_days`, so the batch's
+    "retry failed items" can run it again without the file being sent a second time.
 
     Walks the folder, not the table: the folder holds only the uploads still kept, so a sweep costs
     what is retained, not every job ever run. Files of running or queued jobs, and files with no job
     row (an upload still streaming in), are left alone.
     """
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
+    failed_cutoff = (now or utcnow()) - timedelta(days=max(keep_days, failed_batch_keep_days))
     # A file is never older than its job's end: skip the lookup for files too young to have expired.
     young_after = time.time() - keep_days * SECONDS_PER_DAY
     candidates = [path.name for path in _files(uploads_dir) if path.stat().st_mtime <= young_after]
     removed = 0
     for start in range(0, len(candidates), LOOKUP_CHUNK):
-        for name in expired_uploads(session=session, stored_names=candidates[start:start + LOOKUP_CHUNK], cutoff=cutoff):
+        for name in expired_uploads(session=session, stored_names=candidates[start:start + LOOKUP_CHUNK], cutoff=cutoff,
+                                    failed_batch_cutoff=failed_cutoff):
             remove_upload(uploads_dir=uploads_dir, stored_name=name)
             removed += 1
     return removed
 
 
-def expired_uploads(*, session: Session, stored_names: Iterable[str], cutoff: datetime) -> list[str]:
-    """Of `stored_names`, those whose jobs all ended at or before `cutoff`."""
+def expired_uploads(*, session: Session, stored_names: Iterable[str], cutoff: datetime,
+                    failed_batch_cutoff: datetime | None = None) -> list[str]:
+    """Of `stored_names`, those whose jobs all ended at or before `cutoff` (failed batch items: at or
+    before `failed_batch_cutoff`)."""
     names = list(stored_names)
+    failed_item = (Job.status == JobStatus.FAILED.value) & Job.batch_id.is_not(None)
+    retryable = failed_item & (Job.finished_at > (failed_batch_cutoff or cutoff))
     ended = set(session.scalars(select(Job.stored_name).where(
         Job.stored_name.in_(names), Job.status.in_(ENDED), Job.finished_at <= cutoff)))
     kept = set(session.scalars(select(Job.stored_name).where(
-        Job.stored_name.in_(names), (Job.status.not_in(ENDED)) | (Job.finished_at > cutoff))))
+        Job.stored_name.in_(names), (Job.status.not_in(ENDED)) | (Job.finished_at > cutoff) | retryable)))
     return sorted(ended - kept)
 
 
