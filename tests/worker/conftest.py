@@ -44,7 +44,8 @@ def worker_settings(settings: Settings, seed_checkpoint: Path) -> Settings:
 @pytest.fixture
 def queue_job(worker_settings: Settings, db_session_factory) -> Callable[..., str]:
     """Store `video` as an upload and create a queued job for it; returns the job id."""
-    def queue(video: Path | None, *, params: dict | None = None, owner: str = "local") -> str:
+    def queue(video: Path | None, *, params: dict | None = None, owner: str = "local",
+              lane: str = "interactive") -> str:
         stored_name = f"upload-{hashlib.sha1(str(video).encode()).hexdigest()[:12]}.mp4"
         if video is not None:
             shutil.copy(video, worker_settings.uploads_dir / stored_name)
@@ -52,7 +53,7 @@ def queue_job(worker_settings: Settings, db_session_factory) -> Callable[..., st
         with db_session_factory() as session:
             job = jobs.create_job(session=session, owner=owner, params=dict(FAST_PARAMS if params is None else params),
                                   upload_name="clip.mp4", stored_name=stored_name, upload_size=len(data),
-                                  upload_sha256=hashlib.sha256(data).hexdigest())
+                                  upload_sha256=hashlib.sha256(data).hexdigest(), lane=lane)
             session.commit()
             return job.id
     return queue
