@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_mode_flags(args: argparse.Namespace, *, server_mode: bool) -> None:
-    if server_mode and (args.device or args.batch_size):
+    if server_mode and (args.device is not None or args.batch_size is not None):
         raise CommandError("--device and --batch-size apply without a server; the service's workers choose",
                            EXIT_INPUT)
     if not server_mode and args.no_wait:
@@ -134,12 +134,15 @@ def _listed_videos(listing: Path) -> list[tuple[str, Path]]:
     """(label, path) per row of the list: first column, `path` header, blank rows and `#` comments skipped;
     a relative path is taken from the list's folder."""
     found = []
-    with listing.open(newline="", encoding="utf-8-sig") as stream:  # -sig: a spreadsheet's BOM
-        for row in csv.reader(stream):
-            cell = row[0].strip() if row else ""
-            if not cell or cell.startswith("#") or (not found and cell.lower() == LIST_HEADER):
-                continue
-            found.append((cell, listing.parent / Path(cell).expanduser()))
+    try:
+        with listing.open(newline="", encoding="utf-8-sig") as stream:  # -sig: a spreadsheet's BOM
+            for row in csv.reader(stream):
+                cell = row[0].strip() if row else ""
+                if not cell or cell.startswith("#") or (not found and cell.lower() == LIST_HEADER):
+                    continue
+                found.append((cell, listing.parent / Path(cell).expanduser()))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CommandError(f"cannot read the list {listing}: {exc} (a UTF-8 CSV is expected)", EXIT_INPUT) from None
     return found
 
 
@@ -147,6 +150,7 @@ def _listed_videos(listing: Path) -> list[tuple[str, Path]]:
 
 def _run_in_process(args: argparse.Namespace, files: list[BatchFile], *, output: Path) -> int:
     from shared.options import AnalysisOptions
+    from shared.settings import Settings
 
     options = AnalysisOptions.from_mapping(
         {**{name: getattr(args, name) for name in ENGINE_FLAGS}, "device": args.device,
@@ -154,7 +158,7 @@ def _run_in_process(args: argparse.Namespace, files: list[BatchFile], *, output:
         allow_paths=True)
     rows: list[dict] = []
     try:
-        rows.extend(analyse_in_process(files, options=options))
+        rows.extend(analyse_in_process(files, options=options, settings=Settings.from_env()))
     except BaseException:  # Ctrl-C or a crash hours in: keep what was done
         if rows:
             write_reports(rows, csv_path=output, json_path=args.json_output)
@@ -164,15 +168,14 @@ def _run_in_process(args: argparse.Namespace, files: list[BatchFile], *, output:
     return finish(rows, csv_path=output, json_path=args.json_output)
 
 
-def analyse_in_process(files: Iterable[BatchFile], *, options: Any) -> Iterator[dict]:
+def analyse_in_process(files: Iterable[BatchFile], *, options: Any, settings: Any) -> Iterator[dict]:
     """One report row per file, in order. The engine loads once, before the first file, so a missing
     checkpoint or device stops the batch at once instead of failing every row."""
     from tqdm import tqdm
 
     from shared.model.pipeline import EngineCache, analyze_video
-    from shared.settings import Settings
 
-    cache = EngineCache(Settings.from_env())
+    cache = EngineCache(settings)
     cache.get(options)
 
     def analyse(path: Path, sha256: str) -> dict:

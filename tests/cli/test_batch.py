@@ -90,6 +90,7 @@ def test_a_list_takes_the_first_column_from_its_own_folder(tmp_path):
     (lambda root: root / "missing", "no such folder"),
     (lambda root: root, "no videos in"),
     (lambda root: (root / "a.mp4").write_bytes(b"x") and root / "a.mp4", "neither a folder nor"),
+    (lambda root: (root / "l.csv").write_bytes(b"\xff\xfe\x00p") and root / "l.csv", "cannot read the list"),
 ])
 def test_inputs_that_name_no_videos_are_usage_errors(tmp_path, make, message):
     with pytest.raises(CommandError, match=message) as caught:
