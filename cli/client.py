@@ -226,6 +226,9 @@ def run_submit(args: argparse.Namespace) -> int:
     A video the service refuses is reported and the others still go; a service that cannot be
     reached stops the command.
     """
+    folder = next((video for video in args.video if video.is_dir()), None)
+    if folder is not None:
+        raise CommandError(f"{folder} is a folder; `deepfake batch {folder}` analyses every video in it", EXIT_INPUT)
     missing = [str(video) for video in args.video if not video.is_file()]
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")

@@ -145,6 +145,14 @@ def test_submit_with_a_missing_file_uploads_nothing(server, video_clip, tmp_path
     assert "no such file" in capsys.readouterr().err
 
 
+def test_submit_of_a_folder_points_to_the_batch_command(server, video_clip, queued_tasks, capsys):
+    code = main(["submit", str(video_clip), str(video_clip.parent), "--server", server])
+
+    assert code == 2
+    assert queued_tasks() == []
+    assert f"`deepfake batch {video_clip.parent}`" in capsys.readouterr().err
+
+
 def test_submit_wait_of_several_files_follows_every_job(server, settings, video_clip, other_clip, queued_tasks,
                                                         capsys, sessions):
     from shared.db.jobs import list_jobs
