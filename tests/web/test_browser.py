@@ -98,3 +98,28 @@ def test_the_pages_work_under_the_content_security_policy(live_server, browser, 
     wait_for(lambda: browser.current_url.endswith("/jobs"), timeout=10, what="the jobs list after delete")
     refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
     assert refused == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_batch_of_files_uploads_from_the_page_and_lists_each_file(live_server, browser, video_clip, tmp_path):
+    """batch.js creates the batch, uploads each chosen file on its own, then opens the batch page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    junk = tmp_path / "notes.mp4"
+    junk.write_bytes(b"this is text, not a video" * 40)
+    browser.get(live_server + "/batches")
+    browser.find_element(By.ID, "batch-name").send_keys("night shift")
+    browser.find_element(By.ID, "batch-files").send_keys(f"{video_clip}\n{junk}")
+    browser.find_element(By.CSS_SELECTOR, "details summary").click()
+    Select(browser.find_element(By.ID, "opt-face_detector")).select_by_value("none")
+    browser.find_element(By.ID, "batch-submit").click()
+
+    wait_for(lambda: "/batches/" in browser.current_url, timeout=30, what="the batch page")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "night shift"
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")]
+    assert len(rows) == 2
+    assert "face.mp4" in rows[0] and "queued" in rows[0]
+    assert "notes.mp4" in rows[1] and "failed" in rows[1] and "not_a_video" in rows[1]
+    refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert refused == []
