@@ -30,6 +30,35 @@ def cache(weights_dir):
     return EngineCache(Settings(weights_dir=weights_dir))
 
 
+FAKE_P = 0.9  # what the constant checkpoint answers for any window (class 0 = FAKE, as in the seed's files)
+
+
+def _write_constant_checkpoint(weights_dir, *, fake_probability: float):
+    """A seed-format checkpoint whose every window scores `fake_probability` (to within 0.001).
+
+    linear1's bias holds the log-odds; its weights are shrunk, not zeroed, so heatmaps still have a gradient.
+    """
+    from shared.model.networks import SeedResNeXtLSTM
+
+    torch.manual_seed(0)
+    model = SeedResNeXtLSTM()
+    with torch.no_grad():
+        model.linear1.weight.mul_(1e-4)
+        model.linear1.bias.copy_(torch.tensor([np.log(fake_probability), np.log(1 - fake_probability)]))
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = weights_dir / f"model_90_acc_{SEQ}_frames_constant.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def constant_cache(tmp_path_factory):
+    """An engine whose model answers FAKE_P for every window: the verdict follows from the rules alone."""
+    directory = tmp_path_factory.mktemp("constant_weights")
+    _write_constant_checkpoint(directory, fake_probability=FAKE_P)
+    return EngineCache(Settings(weights_dir=directory))
+
+
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory):
     return make_face_clip(tmp_path_factory.mktemp("clips") / "two.mp4", seconds=1.2, fps=10, width=480, height=240,
@@ -73,14 +102,17 @@ def test_whole_frame_windows_match_an_independent_computation(tmp_path, cache):
     assert track.fake_probability == pytest.approx(np.mean([w.fake_probability for w in track.windows]))
 
 
-def test_two_people_give_two_tracks_with_json_contract(two_faces, cache):
+def test_two_people_give_two_tracks_with_json_contract(two_faces, constant_cache):
     result = analyze_video(two_faces, options=_options(face_detector="opencv", detect_every=2, heatmaps=2),
-                           cache=cache)
+                           cache=constant_cache)
     data = result.to_dict()
     assert len(data["tracks"]) == 2
-    assert data["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE")
+    # every window scores FAKE_P = 0.9 >= threshold 0.5 + band 0.05: both faces and the video are FAKE
+    assert data["verdict"] == "FAKE" and [t["verdict"] for t in data["tracks"]] == ["FAKE", "FAKE"]
     assert isinstance(data["fake_probability"], float)
+    assert data["fake_probability"] == pytest.approx(FAKE_P, abs=1e-3)
     assert data["fake_probability"] == pytest.approx(max(t["fake_probability"] for t in data["tracks"]))
+    assert data["reasons"] == []
     assert data["video"]["frames"] == 12 and data["frames_analyzed"] == 12
     assert len(data["video"]["sha256"]) == 64
     assert data["params"]["face_detector"] == "opencv-haar"
@@ -94,6 +126,22 @@ def test_two_people_give_two_tracks_with_json_contract(two_faces, cache):
             assert 0.0 <= window["fake_probability"] <= 1.0
     assert len(result.artifacts) == 4  # heatmap + face for each of the 2 most suspicious windows
     assert all(a.data.startswith(b"\x89PNG") for a in result.artifacts)
+
+
+@pytest.mark.parametrize(("threshold", "verdict", "reasons"), [
+    (0.5, "FAKE", []),  # 0.9 >= 0.5 + 0.05
+    (0.88, "INCONCLUSIVE", ["borderline"]),  # 0.83 < 0.9 < 0.93
+    (0.96, "REAL", []),  # 0.9 <= 0.96 - 0.05
+])
+def test_the_verdict_follows_the_window_probabilities_and_the_threshold(tmp_path, constant_cache, threshold,
+                                                                        verdict, reasons):
+    clip = make_face_clip(tmp_path / "c.mp4", seconds=0.8, fps=10, width=160, height=120)
+    result = analyze_video(clip, options=_options(face_detector="none", threshold=threshold), cache=constant_cache)
+    [track] = result.tracks
+    assert [w.fake_probability for w in track.windows] == pytest.approx([FAKE_P] * len(track.windows), abs=1e-3)
+    assert (result.verdict, track.verdict) == (verdict, verdict)
+    assert result.fake_probability == pytest.approx(FAKE_P, abs=1e-3)
+    assert [r.code for r in result.reasons] == reasons
 
 
 def test_auto_without_retinaface_weights_says_it_fell_back(two_faces, cache):
