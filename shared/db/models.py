@@ -230,3 +230,24 @@ class Artifact(Base):
             "track_id": self.track_id,
             "description": self.description,
         }
+
+
+class ApiKey(Base):
+    """An API key: who it acts as (`owner`), whether it sees every owner's work (`admin`), and its hash.
+
+    The key itself is shown once at creation and never stored: `secret_sha256` is the SHA-256 of the
+    whole key (a random 256-bit secret needs no slow hash); `id` is its public part, used to find the row.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    owner: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    label: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"ApiKey(id={self.id!r}, owner={self.owner!r}, admin={self.admin}, revoked={self.revoked_at is not None})"
