@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from shared.db.jobs import create_job, request_cancel
@@ -48,16 +48,20 @@ def create_batch(*, session: Session, owner: str, name: str, params: Mapping[str
     return batch
 
 
-def get_batch(*, session: Session, owner: str, batch_id: str) -> Batch | None:
-    """The owner's batch; another owner's is indistinguishable from none."""
-    return session.scalar(select(Batch).where(Batch.id == batch_id, Batch.owner == owner))
+def get_batch(*, session: Session, owner: str | None, batch_id: str) -> Batch | None:
+    """The owner's batch; another owner's is indistinguishable from none. `owner=None`: any owner (an admin)."""
+    return session.scalar(select(Batch).where(Batch.id == batch_id, _owned_by(owner)))
 
 
-def list_batches(*, session: Session, owner: str, limit: int = 50) -> list[Batch]:
-    """The owner's batches, newest first."""
+def list_batches(*, session: Session, owner: str | None, limit: int = 50) -> list[Batch]:
+    """The owner's batches (None: every owner's), newest first."""
     limit = max(1, min(limit, MAX_BATCHES_LISTED))
-    query = select(Batch).where(Batch.owner == owner).order_by(Batch.created_at.desc(), Batch.id.desc())
+    query = select(Batch).where(_owned_by(owner)).order_by(Batch.created_at.desc(), Batch.id.desc())
     return list(session.scalars(query.limit(limit)))
+
+
+def _owned_by(owner: str | None):
+    return true() if owner is None else Batch.owner == owner
 
 
 def batch_items(*, session: Session, batch_id: str) -> list[Job]:

@@ -21,7 +21,7 @@ import binascii
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -83,13 +83,20 @@ def create_job(
     return job
 
 
-def get_job(*, session: Session, owner: str, job_id: str) -> Job | None:
-    """The job `job_id` if `owner` owns it; another owner's job is indistinguishable from none."""
-    return session.scalar(select(Job).where(Job.id == job_id, Job.owner == owner))
+def get_job(*, session: Session, owner: str | None, job_id: str) -> Job | None:
+    """The job `job_id` if `owner` owns it; another owner's job is indistinguishable from none.
+
+    `owner=None` means any owner (an admin's lookups, never a default)."""
+    return session.scalar(select(Job).where(Job.id == job_id, owned_by(owner)))
+
+
+def owned_by(owner: str | None) -> ColumnElement[bool]:
+    """The owner condition of a job lookup: that owner's jobs, or every job for None (an admin)."""
+    return true() if owner is None else Job.owner == owner
 
 
 def list_jobs(
-    *, session: Session, owner: str, status: str | None = None, limit: int = 50, cursor: str | None = None
+    *, session: Session, owner: str | None, status: str | None = None, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[Job], str | None]:
     """Newest first, `limit` per page; returns the page and the cursor of the next page (None at the end).
 
@@ -98,7 +105,7 @@ def list_jobs(
     """
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ValueError(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}")
-    query = select(Job).where(Job.owner == owner)
+    query = select(Job).where(owned_by(owner))
     if status is not None:
         query = query.where(Job.status == JobStatus(status).value)
     if cursor is not None:
@@ -130,11 +137,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return created_at, job_id
 
 
-def request_cancel(*, session: Session, owner: str, job_id: str) -> Job | None:
+def request_cancel(*, session: Session, owner: str | None, job_id: str) -> Job | None:
     """Queued → cancelled at once; running → cancel_requested (the worker stops between batches);
     a finished job is left unchanged. Flushed, not committed. None if there is no such job."""
     now = utcnow()
-    owned = and_(Job.id == job_id, Job.owner == owner)
+    owned = and_(Job.id == job_id, owned_by(owner))
     _update(session, and_(owned, Job.status == JobStatus.QUEUED.value), status=JobStatus.CANCELLED.value,
             cancel_requested=True, finished_at=now, updated_at=now)
     _update(session, and_(owned, Job.status == JobStatus.RUNNING.value), cancel_requested=True, updated_at=now)
@@ -164,9 +171,9 @@ def list_artifacts(*, session: Session, job_id: str) -> list[Artifact]:
     return list(session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.name)))
 
 
-def get_artifact(*, session: Session, owner: str, job_id: str, name: str) -> Artifact | None:
-    """The artifact `name` of `job_id`, scoped by the job's owner."""
-    query = select(Artifact).join(Job).where(Artifact.job_id == job_id, Artifact.name == name, Job.owner == owner)
+def get_artifact(*, session: Session, owner: str | None, job_id: str, name: str) -> Artifact | None:
+    """The artifact `name` of `job_id`, scoped by the job's owner (None: any owner)."""
+    query = select(Artifact).join(Job).where(Artifact.job_id == job_id, Artifact.name == name, owned_by(owner))
     return session.scalar(query)
 
 

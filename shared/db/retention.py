@@ -14,6 +14,7 @@ from typing import Iterable
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from shared.db.jobs import owned_by
 from shared.db.models import Artifact, Job, JobStatus, JobWindow, utcnow
 
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
@@ -21,14 +22,15 @@ SECONDS_PER_DAY = 86_400
 LOOKUP_CHUNK = 500  # stored names per query: well under every database's bound-parameter limit
 
 
-def delete_ended_job(*, session: Session, owner: str, job_id: str) -> str | None:
-    """Delete the owner's job, its windows and artifact rows if the job has ended; commits.
+def delete_ended_job(*, session: Session, owner: str | None, job_id: str) -> str | None:
+    """Delete the owner's job (None: any owner's, for an admin), its windows and artifact rows if the job
+    has ended; commits.
 
     Returns the job's stored upload name, or None when no ended job of that owner has this id.
     The caller removes the files (`remove_job_files`), the upload only if `upload_in_use` says no.
     """
     stored_name = session.scalar(select(Job.stored_name).where(
-        Job.id == job_id, Job.owner == owner, Job.status.in_(ENDED)))
+        Job.id == job_id, owned_by(owner), Job.status.in_(ENDED)))
     if stored_name is None:
         return None
     session.execute(delete(JobWindow).where(JobWindow.job_id == job_id))
