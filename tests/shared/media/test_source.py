@@ -1,4 +1,4 @@
-"""Inputs the video layer must refuse or only partly read: each with a typed error or a reason."""
+"""Inputs shared.media refuses before any frame is decoded (shared/media/source.py), each with a typed error."""
 from __future__ import annotations
 
 import os
@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.errors import (
-    InvalidOptionsError,
-    NoDecodableFramesError,
-    NotAVideoError,
-    UnsupportedFormatError,
-    VideoNotFoundError,
-)
-from shared.model.video import VideoReader, probe_video
-from tests.media import animated_frames, face_photo, make_face_clip, write_video
+from shared.errors import NotAVideoError, UnsupportedFormatError, VideoNotFoundError
+from shared.media import probe_video
+from tests.media import face_photo, make_face_clip
 
 
 def _ffmpeg(*args: str) -> None:
@@ -159,82 +153,3 @@ def test_audio_track_is_reported(tmp_path: Path, clip: Path) -> None:
             "-shortest", str(with_audio))
     assert probe_video(with_audio).has_audio is True
     assert probe_video(clip).has_audio is False
-
-
-# --- truncated and undecodable ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def long_source() -> np.ndarray:
-    return animated_frames(photos=("astronaut",), width=160, height=120, count=40)
-
-
-def _cut(source: Path, target: Path, fraction: float) -> Path:
-    data = source.read_bytes()
-    target.write_bytes(data[: int(len(data) * fraction)])
-    return target
-
-
-def _read_all(path: Path) -> tuple[VideoReader, np.ndarray, np.ndarray]:
-    reader = VideoReader(path, batch_size=8)
-    batches = list(reader)
-    return reader, np.concatenate([b.indices for b in batches]), np.concatenate([b.frames for b in batches])
-
-
-# A keyframe every 10 frames, so a cut in the middle leaves whole groups of pictures before it.
-@pytest.mark.parametrize(("ext", "extra", "approx"), [
-    ("mp4", ("-g", "10", "-movflags", "+faststart"), ""),  # the index survives the cut: an exact count
-    ("mkv", ("-g", "10"), "~"),  # no index: the count is estimated from the stated duration
-])
-def test_file_cut_midway_yields_what_decodes_and_says_so(
-    tmp_path: Path, long_source: np.ndarray, ext: str, extra: tuple[str, ...], approx: str
-) -> None:
-    whole = write_video(tmp_path / f"whole.{ext}", long_source, fps=10.0, extra_args=extra)
-    cut = _cut(whole, tmp_path / f"cut.{ext}", 0.55)
-    reader, indices, frames = _read_all(cut)
-    decoded = reader.frames_decoded
-    assert 0 < decoded < 40
-    np.testing.assert_array_equal(indices, np.arange(decoded))
-    assert np.abs(frames.astype(np.int16) - long_source[:decoded]).mean() < 8
-    truncated = [p for p in reader.problems if p.code == "truncated"]
-    assert len(truncated) == 1
-    assert truncated[0].message.startswith(f"decoding stopped at frame {decoded} of {approx}40: ")
-    assert truncated[0].message.endswith("the rest was not analysed")
-
-
-def test_complete_file_reports_no_problem(tmp_path: Path, long_source: np.ndarray) -> None:
-    for ext in ("mp4", "mkv"):
-        reader, indices, _ = _read_all(write_video(tmp_path / f"whole.{ext}", long_source, fps=10.0))
-        assert reader.problems == [] and len(indices) == 40
-
-
-@pytest.mark.parametrize("ext", ["flv", "mkv", "mp4"])
-def test_audio_outlasting_the_video_is_not_a_cut(tmp_path: Path, clip: Path, ext: str) -> None:
-    longer_audio = tmp_path / f"longer_audio.{ext}"
-    _ffmpeg("-i", str(clip), "-f", "lavfi", "-i", "sine=duration=4", "-c:v", "copy", "-c:a", "aac",
-            str(longer_audio))
-    reader, indices, _ = _read_all(longer_audio)
-    assert len(indices) == 10 and reader.problems == []
-
-
-def test_nothing_decodable_is_a_typed_error(tmp_path: Path, long_source: np.ndarray) -> None:
-    whole = write_video(tmp_path / "whole.mp4", long_source, fps=10.0, extra_args=("-movflags", "+faststart"))
-    info = probe_video(whole)
-    header_only = _cut(whole, tmp_path / "header_only.mp4", 0.0)
-    header_only.write_bytes(whole.read_bytes()[:_mdat_offset(whole) + 16])
-    with pytest.raises(NoDecodableFramesError, match="h264 video stream but no frame of it could be decoded"):
-        probe_video(header_only)
-    # A reader given an earlier probe of the same path finds nothing either and says so.
-    whole.write_bytes(header_only.read_bytes())
-    with pytest.raises(NoDecodableFramesError, match="no frame of .* could be decoded"):
-        list(VideoReader(whole, info=info))
-
-
-def _mdat_offset(path: Path) -> int:
-    """Where the media data box starts in an MP4 (after the index with +faststart)."""
-    data = path.read_bytes()
-    return data.index(b"mdat") - 4
-
-
-def test_invalid_reader_options(clip: Path) -> None:
-    for kwargs in ({"batch_size": 0}, {"frame_stride": 0}, {"max_side": -1}, {"batch_size": 2.5}):
-        with pytest.raises(InvalidOptionsError):
-            VideoReader(clip, **kwargs)
