@@ -48,6 +48,36 @@ class InvalidOptionsError(InputError):
     code = "invalid_options"
 
 
+class VideoLimitError(InputError):
+    """The video is readable but beyond one of the server's limits (shared.media.limits)."""
+
+    code = "video_limit_exceeded"
+
+
+class VideoTooLargeError(VideoLimitError):
+    """Frames larger than MAX_VIDEO_PIXELS."""
+
+    code = "video_too_large"
+
+
+class VideoTooLongError(VideoLimitError):
+    """Longer than MAX_VIDEO_DURATION_S."""
+
+    code = "video_too_long"
+
+
+class FrameRateTooHighError(VideoLimitError):
+    """More frames a second than MAX_VIDEO_FPS."""
+
+    code = "frame_rate_too_high"
+
+
+class TooManyStreamsError(VideoLimitError):
+    """More streams in the container than MAX_VIDEO_STREAMS."""
+
+    code = "too_many_streams"
+
+
 class WeightsError(EngineError):
     code = "weights_error"
 

@@ -55,6 +55,20 @@ class Settings:
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
     engine_threads: int = 0  # ENGINE_THREADS: cores one analysing process may use; 0 = its fair share
     engine_processes: int = 1  # ENGINE_PROCESSES: analysing processes sharing this machine's cores
+    # Probe-time limits on a video (shared.media.limits; 0 = no limit). Pixels, not a side, so portrait and
+    # landscape count alike: 4096×2160 (DCI 4K; UHD 3840×2160 too) passes, 5K and 8K do not. An 8K frame is
+    # 100 MB decoded: on 4 s of 8K the engine peaked at about 2 GB, against well under 1 GB for 4K.
+    max_video_pixels: int = 4096 * 2160  # MAX_VIDEO_PIXELS
+    max_video_duration_s: int = 4 * 3600  # MAX_VIDEO_DURATION_S
+    max_video_fps: int = 240  # MAX_VIDEO_FPS: slow-motion phone video is 240
+    max_video_streams: int = 16  # MAX_VIDEO_STREAMS: video + a few audio and subtitle tracks
+    # Per-owner limits of the API's writes (web.limits; 0 = off). The rate is counted in Redis: no Redis, no limit.
+    rate_limit_per_minute: int = 60  # RATE_LIMIT_PER_MINUTE: job submissions, batch creations, batch items
+    max_active_jobs_per_owner: int = 1000  # MAX_ACTIVE_JOBS_PER_OWNER: queued + running; a batch of hundreds fits
+    max_storage_mb_per_owner: int = 100 * 1024  # MAX_STORAGE_MB_PER_OWNER: uploads still stored (web.limits)
+    # CLIENT_READ_TIMEOUT_S: the web server gives up on a client that sends nothing for this long (a stalled
+    # upload), so it cannot hold a request thread forever; 0 = wait forever.
+    client_read_timeout_s: int = 60
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -81,6 +95,14 @@ class Settings:
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
             engine_threads=_int(env, "ENGINE_THREADS", 0),
             engine_processes=max(1, _int(env, "ENGINE_PROCESSES", 1)),
+            max_video_pixels=max(0, _int(env, "MAX_VIDEO_PIXELS", 4096 * 2160)),
+            max_video_duration_s=max(0, _int(env, "MAX_VIDEO_DURATION_S", 4 * 3600)),
+            max_video_fps=max(0, _int(env, "MAX_VIDEO_FPS", 240)),
+            max_video_streams=max(0, _int(env, "MAX_VIDEO_STREAMS", 16)),
+            rate_limit_per_minute=max(0, _int(env, "RATE_LIMIT_PER_MINUTE", 60)),
+            max_active_jobs_per_owner=max(0, _int(env, "MAX_ACTIVE_JOBS_PER_OWNER", 1000)),
+            max_storage_mb_per_owner=max(0, _int(env, "MAX_STORAGE_MB_PER_OWNER", 100 * 1024)),
+            client_read_timeout_s=max(0, _int(env, "CLIENT_READ_TIMEOUT_S", 60)),
         )
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 
 from shared.errors import NoDecodableFramesError, NotAVideoError
+from shared.media.limits import UNLIMITED, VideoLimits
 from shared.media.source import check_local_file, container_name, open_container, video_stream
 
 # Packets tried before the probe gives up finding a first decodable frame (a stream may begin
@@ -43,19 +44,33 @@ class VideoInfo:
         return data
 
 
-def probe_video(path: str | Path) -> VideoInfo:
+def probe_video(path: str | Path, *, limits: VideoLimits = UNLIMITED) -> VideoInfo:
     """Probe a local video file without decoding it all (the first frame or two are decoded).
 
     Raises VideoNotFoundError, UnsupportedFormatError, NotAVideoError or NoDecodableFramesError
-    with a message that says what was found.
+    with a message that says what was found, and a VideoLimitError subclass for a video beyond
+    `limits` (callers that take untrusted files pass the configured ones). The stream count and the
+    header's frame size are checked before any frame is decoded.
     """
     local = check_local_file(path)
     with open_container(local) as container:
+        limits.check_streams(len(container.streams), name=str(local))
         stream = video_stream(container, path=local)
+        limits.check_frame_size(stream.codec_context.width, stream.codec_context.height, name=str(local))
         first, second = _first_frames(container, stream, path=local)
         if container.format.name == "gif" and second is None:
             raise NotAVideoError(f"{local} is a GIF with a single frame: a still image, not a video")
-        return _info(container, stream, first, path=local)
+        info = _info(container, stream, first, path=local)
+    _check_info(info, limits)
+    return info
+
+
+def _check_info(info: VideoInfo, limits: VideoLimits) -> None:
+    """The limits again on what the probe found: a decoded frame's size (a header can understate it)."""
+    name = str(info.path)
+    limits.check_frame_size(info.width, info.height, name=name)
+    limits.check_duration(info.duration_s, name=name)
+    limits.check_fps(info.fps, name=name)
 
 
 def _first_frames(

@@ -111,10 +111,12 @@ def analyze_video(
     as it arrived), so the file is not read a second time. `timings["load_s"]` is what this
     analysis spent getting its model: 0 when it was already loaded.
     """
+    from shared.media.limits import VideoLimits
     from shared.model.video import probe_video, sha256_file
 
     started = time.perf_counter()
-    info = probe_video(path)
+    # The configured limits again: the CLI and imported files do not pass the web's probe.
+    info = probe_video(path, limits=VideoLimits.from_settings(cache.settings))
     probe_s = time.perf_counter() - started
     engine = cache.get(options)
     load_s = time.perf_counter() - started - probe_s
