@@ -12,6 +12,11 @@ Both go to the front queue of the job's lane (shared.lanes; `Job.lane`), whichev
 reaper's worker consumes: a reaper looks for a job's message in its lane's queue and that queue's
 front queue. Several reapers may run at once (one per worker); each requeue or re-send is a
 conditional UPDATE, so only one of them sends a given job.
+
+- Queued jobs of the gpu lane wait for a GPU worker; once none has been alive for
+  `gpu_absent_after_s` (HEARTBEAT_TIMEOUT_S: as long as a silent worker counts as lost), they move
+  to the lane they would have had without one (batch items to batch, uploads to interactive), at
+  its front. A message left in the gpu queue finds the job taken when a GPU worker comes back.
 """
 from __future__ import annotations
 
@@ -27,13 +32,11 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from shared import lanes
+from shared import lanes, liveness
 from shared.db import jobs
-from shared.db.models import Job
+from shared.db import lanes as lane_store
 from shared.db.session import make_engine, make_session_factory
 from shared.settings import Settings
 from worker.celery_app import ANALYZE_TASK, front_queue
@@ -49,11 +52,15 @@ BROKER_TIMEOUT_S = 5.0
 class Reaper:
     """Runs `reap_once` every `interval_s` until stopped."""
 
-    def __init__(self, app: Celery, settings: Settings, *, interval_s: float | None = None) -> None:
+    def __init__(self, app: Celery, settings: Settings, *, interval_s: float | None = None,
+                 gpu_absent_after_s: float | None = None) -> None:
         self.app = app
         self.settings = settings
         self.interval_s = interval_s or reap_interval_s(min(settings.heartbeat_timeout_s,
                                                             settings.requeue_lost_after_s))
+        self.gpu_absent_after_s = settings.heartbeat_timeout_s if gpu_absent_after_s is None else gpu_absent_after_s
+        # When this reaper first found gpu-lane jobs waiting and no GPU worker alive (monotonic clock).
+        self._gpu_absent_since: float | None = None
         # The lane queues are named from the base of this worker's queues, as the web's are from its own.
         self.base_queue = lanes.base_queue(settings.worker_queues)
         # NullPool: no connection is kept open across a fork of the prefork pool.
@@ -88,7 +95,7 @@ class Reaper:
         with self._sessions() as session:
             requeued = jobs.reap_stale_jobs(session=session, stale_after_s=self.settings.heartbeat_timeout_s,
                                             max_attempts=self.settings.job_max_attempts, commit=False)
-            job_lanes = job_lanes_of(session, requeued)
+            job_lanes = lane_store.job_lanes(session=session, job_ids=requeued)
             for job_id in requeued:
                 self._send(job_id, lane=job_lanes[job_id])
             session.commit()
@@ -103,18 +110,42 @@ class Reaper:
             candidates = jobs.unsent_queued_jobs(session=session, sent_before_s=after_s, limit=MAX_LOST_PER_PASS)
             if not candidates:
                 return []
-            job_lanes = job_lanes_of(session, candidates)
-            waiting = self._waiting(job_lanes, delivered_within_s=after_s)
-            resent = []
+            job_lanes = lane_store.job_lanes(session=session, job_ids=candidates)
+            stranded = self._stranded_on_gpu_lane(job_lanes)
+            waiting = self._waiting({job_id: lane for job_id, lane in job_lanes.items() if job_id not in stranded},
+                                    delivered_within_s=after_s)
+            resent, moved = [], []
             for job_id in candidates:
-                if job_id not in waiting and jobs.record_resend(session=session, job_id=job_id,
-                                                                sent_before_s=after_s):
+                if job_id in stranded:
+                    lane = lane_store.move_off_gpu_lane(session=session, job_id=job_id, sent_before_s=after_s)
+                    if lane is not None:
+                        self._send(job_id, lane=lane)
+                        moved.append((job_id, lane))
+                elif job_id not in waiting and jobs.record_resend(session=session, job_id=job_id,
+                                                                  sent_before_s=after_s):
                     self._send(job_id, lane=job_lanes[job_id])
                     resent.append(job_id)
             session.commit()
         for job_id in resent:
             log.warning("job %s: queued but its task was in no broker queue; sent again", job_id)
-        return resent
+        for job_id, lane in moved:
+            log.warning("job %s: no GPU worker alive for %.0f s; moved to the %s lane", job_id,
+                        self.gpu_absent_after_s, lane)
+        return resent + [job_id for job_id, _ in moved]
+
+    def _stranded_on_gpu_lane(self, job_lanes: dict[str, str]) -> set[str]:
+        """The gpu-lane jobs of `job_lanes` if no GPU worker has been alive for `gpu_absent_after_s`, as
+        this reaper saw it (from its first pass that found gpu-lane jobs waiting without one)."""
+        on_gpu_lane = {job_id for job_id, lane in job_lanes.items() if lane == lanes.GPU}
+        if not on_gpu_lane:
+            return set()
+        if self._broker.workers_alive(self._lane_queue(lanes.GPU)):
+            self._gpu_absent_since = None
+            return set()
+        now = time.monotonic()
+        if self._gpu_absent_since is None:
+            self._gpu_absent_since = now
+        return on_gpu_lane if now - self._gpu_absent_since >= self.gpu_absent_after_s else set()
 
     def _waiting(self, job_lanes: dict[str, str], *, delivered_within_s: float) -> set[str]:
         """The jobs of `job_lanes` whose message waits in their lane's queue (or its front queue), or was
@@ -152,6 +183,10 @@ class BrokerQueues:
 
     def close(self) -> None:
         self._client.close()
+
+    def workers_alive(self, queue: str) -> bool:
+        """Whether a worker of `queue` beat lately (shared.liveness)."""
+        return bool(liveness.alive_workers(self._client, queue=queue))
 
     def waiting_job_ids(self, wanted: set[str], *, queues: list[str]) -> set[str]:
         """The ids of `wanted` whose task waits in one of `queues` (each at every priority step)."""
@@ -216,12 +251,6 @@ def message_job_id(message: dict) -> str | None:
         body = base64.b64decode(body)
     args = json.loads(body)[0]
     return args[0] if args and isinstance(args[0], str) else None
-
-
-def job_lanes_of(session: Session, job_ids: list[str]) -> dict[str, str]:
-    """Each job's lane; a lane this code does not know (a newer version's) counts as interactive."""
-    rows = session.execute(select(Job.id, Job.lane).where(Job.id.in_(job_ids))).all() if job_ids else []
-    return {job_id: lane if lane in lanes.LANES else lanes.INTERACTIVE for job_id, lane in rows}
 
 
 def reap_interval_s(timeout_s: float) -> float:

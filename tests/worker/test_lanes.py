@@ -11,8 +11,9 @@ import redis
 from celery import Celery
 from sqlalchemy import update
 
-from shared import lanes
+from shared import lanes, liveness
 from shared.db import jobs
+from shared.db.batches import create_batch
 from shared.db.models import Job, utcnow
 from tests.conftest import wait_for
 from worker.celery_app import ANALYZE_TASK, make_celery
@@ -144,3 +145,36 @@ def test_lost_messages_are_found_missing_in_their_lane_s_queues_and_sent_there_a
     assert _queued(redis_url, lanes.front_queue(queues[lanes.GPU])) == [lost_gpu]
     assert _queued(redis_url, queues[lanes.GPU]) == [waiting_gpu]
     assert _queued(redis_url, queues[lanes.INTERACTIVE]) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_gpu_lane_jobs_move_to_their_cpu_lane_once_no_gpu_worker_is_alive(
+        worker_settings, db_session_factory, queue_job, send_to, redis_url, task_queue):
+    queues = _lane_queues(task_queue)
+    upload, item = queue_job(None, lane=lanes.GPU), queue_job(None, lane=lanes.GPU)
+    with db_session_factory() as session:
+        batch = create_batch(session=session, owner="local", name="night", params={})
+        session.execute(update(Job).where(Job.id == item).values(batch_id=batch.id, batch_position=0))
+        session.commit()
+    for job_id in (upload, item):
+        send_to(queues[lanes.GPU], job_id)
+    _sent_long_ago(db_session_factory, upload, item)
+    client = redis.Redis.from_url(redis_url)
+    app = make_celery(worker_settings)
+    patient = Reaper(app, worker_settings, interval_s=60)  # waits HEARTBEAT_TIMEOUT_S without a GPU worker
+    eager = Reaper(app, worker_settings, interval_s=60, gpu_absent_after_s=0)
+    try:
+        liveness.beat(client, worker="gpu@test", queues=[queues[lanes.GPU]])
+        assert eager.reap_once() == []  # a GPU worker is alive: they wait for it
+        liveness.leave(client, worker="gpu@test", queues=[queues[lanes.GPU]])
+        assert patient.reap_once() == []
+        assert sorted(eager.reap_once()) == sorted([upload, item])
+        assert eager.reap_once() == patient.reap_once() == []
+    finally:
+        patient.stop()
+        eager.stop()
+        client.close()
+    assert [job.lane for job in _jobs(db_session_factory, [upload, item])] == [lanes.INTERACTIVE, lanes.BATCH]
+    assert _queued(redis_url, lanes.front_queue(queues[lanes.INTERACTIVE])) == [upload]
+    assert _queued(redis_url, lanes.front_queue(queues[lanes.BATCH])) == [item]
+    assert _queued(redis_url, queues[lanes.GPU]) == [upload, item]  # found taken if a GPU worker comes back
