@@ -24,6 +24,7 @@ from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
 from web.imports import candidates_from_folder, candidates_from_paths, copy_into_uploads, import_root
+from web.limits import check_active_jobs, check_rate, check_storage, check_write_allowed
 from web.openapi import Param, operation
 from web.presenters import TERMINAL, batch_json, batch_summary_json, job_json  # noqa: F401 (pages use the summary)
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
@@ -51,6 +52,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     `import` is `{"folder": "sub/dir", "recursive": false}` or `{"paths": ["a.mp4", ...]}`, relative to
     the operator's BATCH_IMPORT_ROOT (403 `import_disabled` when none is set).
     """
+    check_rate()
     body = _json_body()
     options = body.get("options") or {}
     if not isinstance(options, dict):
@@ -61,6 +63,9 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(name, str):
         raise InvalidOptionsError("name must be a string")
     candidates = _import_candidates(body["import"]) if body.get("import") is not None else []
+    if candidates:  # all or nothing: refused before the batch exists
+        check_active_jobs(len(candidates))
+        check_storage(sum(c.path.stat().st_size for c in candidates if c.path is not None))
     session = get_session()
     batch = batch_store.create_batch(session=session, owner=current_owner(), name=name.strip(), params=params)
     session.commit()
@@ -101,10 +106,12 @@ def add_item(batch_id: str) -> tuple[Response, int]:
     item with its error, and still answers 201: the batch goes on without it.
     """
     batch = load_batch(batch_id)
+    check_write_allowed(declared_bytes=request.content_length)
     form = receive_form()
     upload = form.video
     try:
         refuse_ambiguous_parts(form)
+        check_storage(upload.size)
         fields = dict(form.fields)
         label = _label(fields.pop(PATH_FIELD, None), upload.original_name)
         if fields:
@@ -222,10 +229,11 @@ def _rows(batch: Batch) -> list[dict[str, Any]]:
 def _add_stored(batch: Batch, upload: StoredUpload, label: str) -> Job:
     """Probe the stored file: a refused one becomes a failed item, a video a queued one."""
     from shared.media import probe_video  # PyAV only on the upload path
+    from shared.media.limits import VideoLimits
 
     session = get_session()
     try:
-        info = probe_video(upload.path)
+        info = probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()))
     except InputError as exc:
         upload.delete()
         message = exc.message.replace(str(upload.path), repr(label))

@@ -20,9 +20,11 @@ HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "upload_too_large",
     415: "unsupported_media_type",
     422: "unprocessable",
+    429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
 }
@@ -42,11 +44,13 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.code
         self.status = status or self.status
+        self.headers = headers or {}  # e.g. Retry-After on 429
 
 
 class JobNotFoundError(ApiError):
@@ -90,7 +94,9 @@ def _wants_json() -> bool:
 
 
 def _handle_api_error(exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _handle_engine_error(exc: EngineError) -> Response:

@@ -15,6 +15,7 @@ from shared.errors import InputError, InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
+from web.limits import check_storage, check_write_allowed
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.schemas import OPTION_PROPERTIES
 from web.security import CSRF_FIELD, require_csrf_token
@@ -38,12 +39,21 @@ class EmptyUploadError(ApiError):
     code = "empty_upload"
 
 
+class UploadTimeoutError(ApiError):
+    """The client stopped sending the body for CLIENT_READ_TIMEOUT_S (the server's socket read timeout)."""
+
+    status = 408
+    code = "upload_timeout"
+
+
 def submit_job(*, from_page_form: bool = False) -> Job:
     """Handle POST /api/v1/jobs (or the upload page's form, which must carry its CSRF token)."""
+    check_write_allowed(declared_bytes=request.content_length)
     form = receive_form()
     upload = form.video
     try:
         refuse_ambiguous_parts(form)
+        check_storage(upload.size)
         fields = dict(form.fields)
         if from_page_form:
             require_csrf_token(fields.pop(CSRF_FIELD, None))
@@ -90,8 +100,13 @@ def receive_form() -> ReceivedForm:
     """The request's multipart form with its `video` stored (400 without one, 422 when it is empty)."""
     settings = current_settings()
     receiver = UploadReceiver(uploads_dir=settings.uploads_dir, max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
-    form = receiver.receive(request, max_form_memory_size=current_app.config["MAX_FORM_MEMORY_SIZE"],
-                            max_form_parts=current_app.config["MAX_FORM_PARTS"])
+    try:
+        form = receiver.receive(request, max_form_memory_size=current_app.config["MAX_FORM_MEMORY_SIZE"],
+                                max_form_parts=current_app.config["MAX_FORM_PARTS"])
+    except (TimeoutError, BlockingIOError):
+        # The server's read timeout (gunicorn's SO_RCVTIMEO reads as EAGAIN); the partial file is gone.
+        raise UploadTimeoutError(f"the upload stalled: nothing arrived for {current_settings().client_read_timeout_s} s "
+                                 "(CLIENT_READ_TIMEOUT_S)") from None
     if form.video is None:
         raise MissingVideoError(f"send the video as the multipart/form-data file field {VIDEO_FIELD!r}")
     if form.video.size == 0:
@@ -103,9 +118,10 @@ def receive_form() -> ReceivedForm:
 def _probe(upload: StoredUpload) -> VideoInfo:
     # Imported here: PyAV is only needed on the upload path.
     from shared.media import probe_video
+    from shared.media.limits import VideoLimits
 
     try:
-        return probe_video(upload.path)
+        return probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()))
     except InputError as exc:
         # Name the client's file, not the server's storage path.
         raise type(exc)(exc.message.replace(str(upload.path), repr(upload.original_name))) from None
