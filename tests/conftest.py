@@ -8,11 +8,14 @@ Isolation, so parallel runs on one machine never collide:
 """
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -173,6 +176,31 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class _QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder under /files/ (a base URL with a path, as a real mirror's has), without logging."""
+
+    def translate_path(self, path: str) -> str:
+        return super().translate_path(path.replace("/files/", "/", 1))
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server on 127.0.0.1 serving tmp_path/served; yields (base_url, folder)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(_QuietFileHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/files", served
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 PUBLISHED_DETECTOR = REPO_ROOT / "weights" / "retinaface-mobilenet0.25.onnx"

@@ -1,39 +1,14 @@
 """`deepfake weights list|fetch|verify` as a user runs it, fetching from a local HTTP server."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MOBILENET_SIZE = 1789735  # the published size of detection_mobilenet0.25_Final.pth
-
-
-@pytest.fixture()
-def mirror(tmp_path):
-    """A local HTTP mirror (127.0.0.1) serving tmp_path/mirror; yields (base_url, folder)."""
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", folder
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
 
 
 def deepfake(*args: str, weights_dir: Path | None = None) -> subprocess.CompletedProcess:
@@ -54,8 +29,8 @@ def test_list_shows_known_files_and_what_is_installed(tmp_path):
     assert "model_93_acc_100_frames_final_data.pt" in result.stdout
 
 
-def test_fetch_refuses_a_file_whose_checksum_does_not_match(tmp_path, mirror):
-    base_url, folder = mirror
+def test_fetch_refuses_a_file_whose_checksum_does_not_match(tmp_path, file_server):
+    base_url, folder = file_server
     (folder / "detection_Resnet50_Final.pth").write_bytes(b"not the real checkpoint" * 100)
     weights = tmp_path / "weights"
     result = deepfake("fetch", "retinaface-resnet50", "--base-url", base_url, "--weights-dir", str(weights))
@@ -64,8 +39,8 @@ def test_fetch_refuses_a_file_whose_checksum_does_not_match(tmp_path, mirror):
     assert list(weights.iterdir()) == []
 
 
-def test_fetch_of_an_unverifiable_file_needs_allow_unverified(tmp_path, mirror):
-    base_url, folder = mirror
+def test_fetch_of_an_unverifiable_file_needs_allow_unverified(tmp_path, file_server):
+    base_url, folder = file_server
     payload = os.urandom(MOBILENET_SIZE)
     digest = hashlib.sha256(payload).hexdigest()
     (folder / "detection_mobilenet0.25_Final.pth").write_bytes(payload)

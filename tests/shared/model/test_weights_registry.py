@@ -1,10 +1,7 @@
 """Weights registry: lookups, fetch against a local HTTP server (checksums enforced), verify."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
@@ -27,30 +24,6 @@ from shared.model.weights_registry import (
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
 
-@pytest.fixture()
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path/served; yields (base_url, folder)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/files", served
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def translate_path(self, path: str) -> str:
-        return super().translate_path(path.replace("/files/", "/", 1))
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def _entry(**overrides) -> KnownWeights:
     values = dict(name="test-detector", filename="test_Final.pth", url="https://example.invalid/rel/test_Final.pth",
                   sha256=hashlib.sha256(PAYLOAD).hexdigest(), family="pytorch-retinaface",
@@ -63,8 +36,8 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_fetch_downloads_verifies_and_installs(server, tmp_path):
-    base_url, served = server
+def test_fetch_downloads_verifies_and_installs(file_server, tmp_path):
+    base_url, served = file_server
     (served / "test_Final.pth").write_bytes(PAYLOAD)
     seen = []
     weights = tmp_path / "weights"
@@ -75,8 +48,8 @@ def test_fetch_downloads_verifies_and_installs(server, tmp_path):
     assert _leftovers(weights) == ["test_Final.pth"]
 
 
-def test_checksum_mismatch_leaves_no_file_behind(server, tmp_path):
-    base_url, served = server
+def test_checksum_mismatch_leaves_no_file_behind(file_server, tmp_path):
+    base_url, served = file_server
     (served / "test_Final.pth").write_bytes(PAYLOAD[:-1] + b"x")
     weights = tmp_path / "weights"
     with pytest.raises(ChecksumMismatchError, match="file removed"):
@@ -84,8 +57,8 @@ def test_checksum_mismatch_leaves_no_file_behind(server, tmp_path):
     assert _leftovers(weights) == []
 
 
-def test_prefix_published_hash_is_checked(server, tmp_path):
-    base_url, served = server
+def test_prefix_published_hash_is_checked(file_server, tmp_path):
+    base_url, served = file_server
     (served / "test_Final.pth").write_bytes(PAYLOAD)
     digest = hashlib.sha256(PAYLOAD).hexdigest()
     good = _entry(sha256=None, sha256_prefix=digest[:9], size_bytes=None)
@@ -96,8 +69,8 @@ def test_prefix_published_hash_is_checked(server, tmp_path):
     assert _leftovers(tmp_path / "b") == []
 
 
-def test_unverified_file_needs_explicit_permission(server, tmp_path):
-    base_url, served = server
+def test_unverified_file_needs_explicit_permission(file_server, tmp_path):
+    base_url, served = file_server
     (served / "test_Final.pth").write_bytes(PAYLOAD)
     entry = _entry(sha256=None)
     weights = tmp_path / "weights"
@@ -108,8 +81,8 @@ def test_unverified_file_needs_explicit_permission(server, tmp_path):
     assert path.read_bytes() == PAYLOAD
 
 
-def test_unverified_file_of_the_wrong_size_is_refused(server, tmp_path):
-    base_url, served = server
+def test_unverified_file_of_the_wrong_size_is_refused(file_server, tmp_path):
+    base_url, served = file_server
     (served / "test_Final.pth").write_bytes(PAYLOAD)
     entry = _entry(sha256=None, size_bytes=len(PAYLOAD) + 1)
     with pytest.raises(ChecksumMismatchError, match="published size"):
@@ -117,8 +90,8 @@ def test_unverified_file_of_the_wrong_size_is_refused(server, tmp_path):
     assert _leftovers(tmp_path / "w") == []
 
 
-def test_http_errors_and_other_schemes(server, tmp_path):
-    base_url, _ = server
+def test_http_errors_and_other_schemes(file_server, tmp_path):
+    base_url, _ = file_server
     with pytest.raises(WeightsDownloadError, match="404"):
         fetch("test-detector", weights_dir=tmp_path / "w", base_url=base_url, registry=[_entry()])
     assert _leftovers(tmp_path / "w") == []
