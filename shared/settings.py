@@ -19,6 +19,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+# AUTH values: the one list (web/auth.py and the serve/web start checks read it).
+AUTH_NONE, AUTH_KEYS, AUTH_NONE_ON_NETWORK = "none", "keys", "none-allow-network"
+AUTH_MODES = (AUTH_NONE, AUTH_KEYS, AUTH_NONE_ON_NETWORK)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ValueError(f"environment variable {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable about the service and the engine.
@@ -35,6 +47,12 @@ class Settings:
     secret_key: str | None = None
     device: str = "auto"
     owner: str = "local"
+    # AUTH: none (no login: every request acts as DEFAULT_OWNER; loopback binds only), keys (API keys and a
+    # login page), or none-allow-network (no login on a non-loopback bind, an explicit choice). See web/auth.py.
+    auth: str = "none"
+    # SESSION_COOKIE_SECURE: auto (Secure when the request came over https, directly or per X-Forwarded-Proto),
+    # true or false.
+    session_cookie_secure: str = "auto"
     # WORKER_QUEUES: the queues a worker consumes (shared.lanes: interactive + batch by default; `deepfake
     # worker` adds the gpu lane first on a GPU); the first one's base names the lane queues the web sends to.
     worker_queues: tuple[str, ...] = lanes.default_worker_queues()
@@ -84,6 +102,8 @@ class Settings:
             secret_key=env.get("SECRET_KEY") or None,
             device=env.get("DEVICE", "auto"),
             owner=env.get("DEFAULT_OWNER", "local"),
+            auth=_choice(env, "AUTH", AUTH_MODES, "none"),
+            session_cookie_secure=_choice(env, "SESSION_COOKIE_SECURE", ("auto", "true", "false"), "auto"),
             worker_queues=queues or lanes.default_worker_queues(),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 3),
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),

@@ -5,6 +5,7 @@ Never imports torch or the worker: jobs are enqueued by task name (see `web.queu
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -29,12 +30,13 @@ def create_app(settings: Settings | None = None, *, test_config: dict[str, Any] 
     app.extensions["deepfake.settings"] = settings
     app.json.sort_keys = False  # keep documents in the order they are built: id and status first
 
-    from web import api, batches, db, errors, health, metrics, pages, queue, security
+    from web import api, auth, batches, db, errors, health, metrics, pages, queue, security
 
     db.init_app(app)
     queue.init_app(app)
     errors.init_app(app)
     security.init_app(app)
+    auth.init_app(app)  # after security: a cross-site write is refused before any key is looked up
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(api.bp)
@@ -50,6 +52,9 @@ def _default_config(settings: Settings) -> dict[str, Any]:
         # enough for `serve` (one process); several web processes must share SECRET_KEY.
         "SECRET_KEY": settings.secret_key or secrets.token_hex(32),
         "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_HTTPONLY": True,  # Flask's default, stated: no script reads the session
+        # A page login (AUTH=keys) lasts a working day; revoking its key ends it at once (web/auth.py).
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
         "MAX_UPLOAD_BYTES": max_upload,
         "MAX_CONTENT_LENGTH": max_upload + FORM_OVERHEAD_BYTES,
         # Werkzeug also applies this to its parse buffer (64 KiB reads + leftovers): keep its default.

@@ -12,10 +12,17 @@ from typing import Any, Callable, TypeVar
 from flask import Flask
 
 from web import schemas
+from web.auth import OPEN_ENDPOINTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 DOCUMENTED_PREFIXES = ("/api/v1/",)
 DOCUMENTED_PATHS = ("/healthz", "/readyz")
+# web/auth.py: with AUTH=keys every operation but the open ones needs `Authorization: Bearer <key>`.
+BEARER_AUTH = {"type": "http", "scheme": "bearer",
+               "description": "An API key from `deepfake keys create` (ignored when the server runs with AUTH=none)."}
+UNAUTHORIZED_RESPONSE = {
+    "description": "No API key, or one that is unknown or revoked (WWW-Authenticate: Bearer)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RULE_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request", 404: "Not found", 405: "Method not allowed",
                 413: "Upload too large", 415: "Not a video", 422: "Unprocessable input", 500: "Internal error",
@@ -67,7 +74,9 @@ def build_document(app: Flask) -> dict[str, Any]:
         "info": {"title": "Deepfake detection service", "version": "1",
                  "description": "Upload a video, poll the job, read the verdict and its timeline."},
         "paths": paths,
-        "components": {"schemas": schemas.COMPONENTS},
+        "components": {"schemas": schemas.COMPONENTS, "securitySchemes": {"bearerAuth": BEARER_AUTH}},
+        # Every operation needs a key unless it says `security: []` (health checks, this document).
+        "security": [{"bearerAuth": []}],
     }
 
 
@@ -90,6 +99,10 @@ def _operation(endpoint: str, arguments: set[str], view: Callable[..., Any]) -> 
                           "summary": summary.strip(), "parameters": _parameters(arguments, spec["params"]),
                           "responses": _responses(spec["responses"], spec["media_type"],
                                                   uses_database=spec["tag"] not in ("meta", "health"))}
+    if endpoint in OPEN_ENDPOINTS:
+        op["security"] = []
+    else:
+        op["responses"]["401"] = UNAUTHORIZED_RESPONSE
     if description.strip():
         op["description"] = " ".join(description.split())
     if spec["body"]:
