@@ -47,6 +47,8 @@ class AnalysisOptions:
     min_track_frames: int = 8
     min_face_score: float = 0.5
     heatmaps: int = 3
+    # A small seekable MP4 for the job page (shared.model.preview), made where the caller gives it a folder.
+    preview: bool = True
 
     def __post_init__(self) -> None:
         _check_range("sequence_length", self.sequence_length, 1, 1000, optional=True)
@@ -66,6 +68,8 @@ class AnalysisOptions:
         _check_fraction("uncertain_band", self.uncertain_band, upper=0.5)
         _check_fraction("crop_margin", self.crop_margin, upper=2.0)
         _check_fraction("min_face_score", self.min_face_score)
+        if not isinstance(self.preview, bool):
+            raise InvalidOptionsError(f"preview must be true or false, got {self.preview!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, allow_paths: bool = False) -> "AnalysisOptions":
@@ -95,12 +99,15 @@ def _default_type(cls: type, name: str) -> type:
     return {
         "weights": str, "face_detector": str, "device": str, "precision": str, "aggregation": str,
         "threshold": float, "uncertain_band": float, "crop_margin": float, "min_face_score": float,
+        "preview": bool,
     }.get(name, int)
 
 
 def _coerce(name: str, raw: Any, kind: type) -> Any:
     if kind is str:
         return str(raw).strip()
+    if kind is bool:
+        return _parse_flag(name, raw)
     if isinstance(raw, bool):
         raise InvalidOptionsError(f"{name} must be a number, got {raw!r}")
     try:
@@ -113,6 +120,19 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
         return float(raw)
     except (TypeError, ValueError, OverflowError):
         raise InvalidOptionsError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+
+
+_FLAG_WORDS = {"true": True, "1": True, "on": True, "yes": True, "false": False, "0": False, "off": False, "no": False}
+
+
+def _parse_flag(name: str, raw: Any) -> bool:
+    """A JSON boolean, or a form field's true/false, 1/0, on/off, yes/no."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower() if isinstance(raw, (str, int)) else None
+    if word not in _FLAG_WORDS:
+        raise InvalidOptionsError(f"{name} must be true or false, got {raw!r}")
+    return _FLAG_WORDS[word]
 
 
 def _parse_decimal(text: str, kind: type) -> int | float:

@@ -109,8 +109,10 @@ def _analyze(job: Job, *, options: Any, context: WorkerContext, reporter: Progre
     from shared.model.pipeline import analyze_video
 
     video = _upload_path(context.settings.uploads_dir, job.stored_name)
+    # The preview's temporary file beside the artifacts, so storing it (write_artifacts) is a rename.
     return analyze_video(video, options=options, cache=context.engine_cache, sha256=job.upload_sha256,
-                         on_progress=reporter.on_progress, should_cancel=reporter.should_stop)
+                         on_progress=reporter.on_progress, should_cancel=reporter.should_stop,
+                         preview_dir=context.settings.artifacts_dir)
 
 
 def handle_success(job: Job, *, context: WorkerContext, result: Any, key: str | None = None) -> Outcome:

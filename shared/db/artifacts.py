@@ -6,6 +6,7 @@ another never overwrites the winner's files, and removes its own.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -18,9 +19,11 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
 class ArtifactData(Protocol):
+    """Bytes in `data`, or a finished file at `path` (a video) that is moved, not copied, into place."""
+
     name: str
     media_type: str
-    data: bytes
+    data: bytes | None
     track_id: int | None
     description: str
 
@@ -44,15 +47,21 @@ class UnsafeArtifactNameError(ValueError):
 def write_artifacts(
     *, artifacts_dir: Path, job_id: str, attempt: int, artifacts: Iterable[ArtifactData]
 ) -> list[StoredArtifact]:
-    """Write each artifact's bytes to its own file (atomically) and describe it for the database."""
+    """Write each artifact's bytes (or move its file) to its own file, atomically, and describe it for
+    the database."""
     folder = attempt_dir(artifacts_dir=artifacts_dir, job_id=job_id, attempt=attempt)
     folder.mkdir(parents=True, exist_ok=True)
     stored = []
     for artifact in artifacts:
         _check_name(artifact.name)
-        _write_atomically(folder / artifact.name, artifact.data)
+        source = getattr(artifact, "path", None)
+        if source is not None:
+            size = _move_atomically(Path(source), folder / artifact.name)
+        else:
+            _write_atomically(folder / artifact.name, artifact.data)
+            size = len(artifact.data)
         stored.append(StoredArtifact(
-            name=artifact.name, media_type=artifact.media_type, size=len(artifact.data),
+            name=artifact.name, media_type=artifact.media_type, size=size,
             path=(folder / artifact.name).relative_to(artifacts_dir).as_posix(),
             track_id=artifact.track_id, description=artifact.description,
         ))
@@ -81,6 +90,26 @@ def resolve_artifact_path(*, artifacts_dir: Path, relative_path: str) -> Path:
 def _check_name(name: str) -> None:
     if not _SAFE_NAME.match(name) or name in (".", ".."):
         raise UnsafeArtifactNameError(f"not a plain file name: {name!r}")
+
+
+def _move_atomically(source: Path, path: Path) -> int:
+    """Move a finished file into place (a rename; across file systems, a copy beside it first); its size."""
+    size = source.stat().st_size
+    try:
+        os.replace(source, path)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        os.close(handle)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        source.unlink(missing_ok=True)
+    return size
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

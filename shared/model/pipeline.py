@@ -104,12 +104,14 @@ def analyze_video(
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     sha256: str | None = None,
+    preview_dir: Path | None = None,
 ) -> AnalysisResult:
     """Analyse every (frame_stride-th) frame of the video; raises the engine's typed errors.
 
     `sha256` is the file's digest when the caller already knows it (the service hashed the upload
     as it arrived), so the file is not read a second time. `timings["load_s"]` is what this
-    analysis spent getting its model: 0 when it was already loaded.
+    analysis spent getting its model: 0 when it was already loaded. With `preview_dir` (and the
+    `preview` option on) the result gains a `preview.mp4` artifact whose temporary file lies there.
     """
     from shared.media.limits import VideoLimits
     from shared.model.video import probe_video, sha256_file
@@ -124,8 +126,25 @@ def analyze_video(
         timings = {"probe_s": probe_s, "load_s": load_s}
         result = run_analysis(Path(path), info=info, engine=engine, options=options, on_progress=on_progress,
                               should_cancel=should_cancel, timings=timings)
+    if preview_dir is not None and options.preview:
+        _add_preview(result, source=Path(path), info=info, directory=Path(preview_dir), threads=engine.threads.cnn,
+                     should_cancel=should_cancel)
     hash_start = time.perf_counter()
     result.video["sha256"] = sha256 or sha256_file(path)
     result.timings["hash_s"] = time.perf_counter() - hash_start
     result.timings["total_s"] = time.perf_counter() - started
     return result
+
+
+def _add_preview(result: AnalysisResult, *, source: Path, info, directory: Path, threads: int,
+                 should_cancel: CancelCheck | None) -> None:
+    """Append the preview artifact (a second, streaming decode of the file); a failure is a warning."""
+    from shared.model.preview import PreviewFailed, preview_artifact
+
+    start = time.perf_counter()
+    try:
+        result.artifacts.append(preview_artifact(source, directory=directory, info=info, threads=threads,
+                                                 should_cancel=should_cancel))
+    except PreviewFailed as exc:
+        result.warnings.append(Reason("preview_failed", str(exc)))
+    result.timings["preview_s"] = time.perf_counter() - start

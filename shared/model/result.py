@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from shared.model.track_boxes import BoxSample
@@ -10,13 +11,19 @@ from shared.model.types import Reason, WindowScore
 
 @dataclass(frozen=True)
 class Artifact:
-    """A picture produced by the analysis (heatmap or thumbnail of a suspicious window)."""
+    """A file produced by the analysis: a picture in memory (heatmap or thumbnail of a suspicious
+    window), or a video on disk (the preview), too large to hold in memory.
+
+    Exactly one of `data` and `path` is set. A `path` is a temporary file that whoever stores the
+    result moves into place (`shared.db.artifacts.write_artifacts`) or deletes.
+    """
 
     name: str
     media_type: str
-    data: bytes
+    data: bytes | None
     track_id: int | None
     description: str
+    path: Path | None = None
 
 
 @dataclass

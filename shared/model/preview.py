@@ -1,0 +1,164 @@
+"""A small H.264 MP4 of the video that a browser can play and seek, and the writer it shares with `annotate`.
+
+Uploads are deleted when their job ends, so the job page plays this preview instead: upright, its
+short side at most `PREVIEW_SHORT_SIDE`, at most `PREVIEW_MAX_FPS` frames a second, no audio, the
+index at the front (`+faststart`) so playback starts while it downloads. Frames keep the source's
+timestamps, so the preview's time is the result's time (window `start_s`, box `t`).
+
+Frames stream from a second decode of the file straight into the encoder, which writes to disk:
+memory does not grow with the video's length.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Callable
+
+import av
+import numpy as np
+
+from shared.errors import AnalysisCancelled
+from shared.model.result import Artifact
+
+PREVIEW_NAME = "preview.mp4"
+PREVIEW_MEDIA_TYPE = "video/mp4"
+# 480p: the page shows the video at most ~850 px wide; boxes are drawn by the page, not burnt in.
+PREVIEW_SHORT_SIDE = 480
+# Enough to follow faces and seek to a window, with half the frames of 30 fps video to encode.
+PREVIEW_MAX_FPS = 15.0
+# Fixed-rate timestamps in microseconds: fine enough for any source frame rate, VFR included.
+_TIME_BASE = Fraction(1, 1_000_000)
+# Frames per decode batch: a few frames in memory, whatever the video's length.
+_DECODE_BATCH = 4
+
+
+class PreviewFailed(Exception):
+    """The preview could not be encoded or written (the analysis itself is unaffected)."""
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """What a writer produced: the file, its frame size, frame count and nominal frame rate."""
+
+    path: Path
+    width: int
+    height: int
+    frames: int
+    fps: float
+
+
+class H264Writer:
+    """Encodes upright RGB frames with their times into an H.264 MP4 (yuv420p, no audio, +faststart).
+
+    Odd sizes lose their last row or column (yuv420p needs even sizes): no rescaling, so pixel
+    positions stay those of the frames given.
+    """
+
+    def __init__(self, path: Path, *, width: int, height: int, fps: float, crf: int = 28,
+                 preset: str = "veryfast", threads: int = 0) -> None:
+        self.path = Path(path)
+        self.width, self.height = max(2, width - width % 2), max(2, height - height % 2)
+        self.fps = float(fps)
+        self.frames = 0
+        self._last_pts = -1
+        self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(self.fps).limit_denominator(1001) if self.fps > 0 else Fraction(30)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = _TIME_BASE
+        # A keyframe every 2 s: the page seeks to windows, and a seek decodes from the keyframe before.
+        stream.codec_context.gop_size = max(1, round(2 * self.fps)) if self.fps > 0 else 60
+        stream.codec_context.thread_count = max(0, int(threads))
+        stream.options = {"crf": str(crf), "preset": preset}
+        self._stream = stream
+
+    def write(self, rgb: np.ndarray, *, t: float) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame shown at `t` seconds (times must not go back)."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
+        pts = max(int(round(t / _TIME_BASE)), self._last_pts + 1)
+        frame.pts, frame.time_base, self._last_pts = pts, _TIME_BASE, pts
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> EncodedVideo:
+        """Flush the encoder and finish the file (moving its index to the front)."""
+        if self._container is not None:
+            try:
+                self._container.mux(self._stream.encode(None))
+            finally:
+                self._container.close()
+                self._container = None
+        return EncodedVideo(self.path, self.width, self.height, self.frames, self.fps)
+
+    def __enter__(self) -> H264Writer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        finally:
+            self.path.unlink(missing_ok=True)  # no half-written video is left behind
+
+
+def scaled_size(width: int, height: int, *, short_side: int) -> tuple[int, int]:
+    """(width, height) with the short side at most `short_side`, aspect kept."""
+    scale = min(1.0, short_side / max(1, min(width, height)))
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+def frame_stride_for(fps: float, *, max_fps: float) -> int:
+    """Keep every k-th frame so that the rate is at most about `max_fps` (1 for unknown rates)."""
+    return max(1, math.ceil(fps / max_fps - 1e-6)) if fps and fps > 0 else 1
+
+
+def preview_artifact(source: Path, *, directory: Path, info=None, threads: int = 0,
+                     should_cancel: Callable[[], bool] | None = None) -> Artifact:
+    """The preview of `source` as an artifact whose file is a temporary file in `directory` (put it on
+    the artifacts' file system: storing it is then a rename). Raises PreviewFailed or AnalysisCancelled."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=directory, prefix=".preview-", suffix=".mp4")
+    os.close(handle)
+    target = Path(name)
+    try:
+        video = write_preview(source, target, info=info, threads=threads, should_cancel=should_cancel)
+    except (av.error.FFmpegError, OSError) as exc:
+        target.unlink(missing_ok=True)
+        raise PreviewFailed(f"the preview video could not be made ({exc}); the result is complete without it") from exc
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    description = f"preview video, {video.width}×{video.height}, {video.fps:.3g} fps, {video.frames} frames"
+    return Artifact(PREVIEW_NAME, PREVIEW_MEDIA_TYPE, None, None, description, path=target)
+
+
+def write_preview(source: Path, target: Path, *, info=None, threads: int = 0,
+                  short_side: int = PREVIEW_SHORT_SIDE, max_fps: float = PREVIEW_MAX_FPS,
+                  should_cancel: Callable[[], bool] | None = None) -> EncodedVideo:
+    """Transcode `source` into a small seekable preview at `target`; streams, one few-frame batch at a time.
+
+    `should_cancel` is asked between batches; a yes raises AnalysisCancelled and removes the file."""
+    from shared.model.video import VideoReader, probe_video
+
+    info = info if info is not None else probe_video(source)
+    width, height = scaled_size(info.width, info.height, short_side=short_side)
+    stride = frame_stride_for(info.fps, max_fps=max_fps)
+    reader = VideoReader(source, batch_size=_DECODE_BATCH, frame_stride=stride, info=info,
+                         max_side=max(width, height), threads=threads)
+    out_width, out_height = reader.output_size()
+    with reader, H264Writer(Path(target), width=out_width, height=out_height, fps=info.fps / stride,
+                            threads=threads) as writer:
+        for batch in reader:
+            if should_cancel is not None and should_cancel():
+                raise AnalysisCancelled("the analysis was cancelled")
+            for rgb, t in zip(batch.frames, batch.times_s):
+                writer.write(rgb, t=float(t))
+    return EncodedVideo(writer.path, writer.width, writer.height, writer.frames, writer.fps)
