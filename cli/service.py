@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -112,6 +113,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from worker.celery_app import MissingBrokerError, make_celery
 
     settings = Settings.from_env()
+    require_shared_services(settings, role="worker")
     if args.queues:
         settings = replace(settings, worker_queues=tuple(q for q in args.queues.split(",") if q))
     elif not os.environ.get("WORKER_QUEUES") and _wants_gpu(settings.device):
@@ -158,12 +160,39 @@ def web_command(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if not settings.redis_url:
         raise CommandError("REDIS_URL is not set: the web app needs the broker (or run `deepfake serve`)")
+    check_access(settings, host=args.host, processes=args.workers if args.server == "gunicorn" else 1)
+    require_shared_services(settings, role="web app")
     if args.server == "werkzeug":
         _serve_web(settings, host=args.host, port=args.port)
     else:
         _serve_web_with_gunicorn(settings, bind=f"{args.host}:{args.port}", workers=args.workers,
                                  threads=args.threads)
     return 0
+
+
+def require_shared_services(settings, *, role: str) -> None:
+    """`deepfake web` and `deepfake worker` are the parts of a deployment over several machines: each needs
+    the shared database and broker. Without DATABASE_URL a private SQLite file would silently hold jobs
+    no other machine sees, so refuse; say where uploads must be reachable."""
+    missing = [name for name, value in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url))
+               if not value]
+    if missing:
+        raise CommandError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: a {role} "
+                           "started on its own shares the deployment's database and Redis broker (on one "
+                           "machine, `deepfake serve` runs everything with embedded defaults)")
+    if settings.storage == "local":
+        print(f"deepfake: STORAGE=local: every web and worker machine must see the same DATA_DIR "
+              f"({settings.data_dir}), e.g. a shared folder; or set STORAGE=s3", file=sys.stderr, flush=True)
+
+
+def check_access(settings, *, host: str, processes: int = 1) -> None:
+    """Refuse to serve without accounts on a network address (web/auth.py); else say who may use it."""
+    from web.auth import listen_notice, listen_refusal
+
+    refusal = listen_refusal(settings, host=host, processes=processes)
+    if refusal:
+        raise CommandError(refusal)
+    print(f"deepfake: {listen_notice(settings, host=host)}", flush=True)
 
 
 def _serve_web_with_gunicorn(settings, *, bind: str, workers: int, threads: int) -> None:
@@ -178,7 +207,8 @@ def _serve_web_with_gunicorn(settings, *, bind: str, workers: int, threads: int)
     from gunicorn.app.base import BaseApplication
 
     # No control socket: its default path is per user, so two instances on one host would share it.
-    options = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+    options = {"bind": bind, "workers": workers, "threads": threads,
+               "worker_class": timed_gthread_worker(settings.client_read_timeout_s),
                "proc_name": "deepfake-web", "control_socket_disable": True}
 
     class WebServer(BaseApplication):
@@ -194,14 +224,50 @@ def _serve_web_with_gunicorn(settings, *, bind: str, workers: int, threads: int)
     WebServer().run()
 
 
+def timed_gthread_worker(read_timeout_s: int) -> type:
+    """gunicorn's gthread worker with a kernel receive and send timeout on every client socket.
+
+    gunicorn waits (5 s) for a new connection's first bytes without a thread, but once a request has
+    begun its thread reads the headers and the body blocking, with no timeout: a client that stalls
+    mid-upload holds the thread forever, and `workers × threads` of them stop the site. SO_RCVTIMEO
+    (not Python's socket timeout, which gunicorn resets with setblocking on every request) makes a
+    read that waits `read_timeout_s` fail with EAGAIN: gunicorn drops a stalled request's connection,
+    the app answers a stalled upload 408 `upload_timeout` (web.submission). 0: gunicorn's default.
+    """
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class TimedThreadWorker(ThreadWorker):
+        def enqueue_req(self, conn) -> None:
+            if read_timeout_s:
+                set_socket_timeouts(conn.sock, read_timeout_s)
+            super().enqueue_req(conn)
+
+    return TimedThreadWorker
+
+
+def set_socket_timeouts(sock: socket.socket, seconds: int) -> None:
+    """Kernel send and receive timeouts: a blocking call waiting longer fails with EAGAIN."""
+    value = struct.pack("ll", seconds, 0)  # struct timeval
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
 def _serve_web(settings, *, host: str, port: int) -> None:
-    """Serve the app with werkzeug's threaded server until SIGINT/SIGTERM."""
+    """Serve the app with werkzeug's threaded server until SIGINT/SIGTERM.
+
+    Werkzeug starts a thread per connection, without bound; the handler's socket timeout
+    (CLIENT_READ_TIMEOUT_S) ends a connection whose client sends nothing for that long, so stalled
+    uploads cannot hold their threads forever.
+    """
     from werkzeug.serving import make_server
 
     from web import create_app
     from web.server import BannerlessRequestHandler
 
-    server = make_server(host, port, create_app(settings), threaded=True, request_handler=BannerlessRequestHandler)
+    class TimedRequestHandler(BannerlessRequestHandler):
+        timeout = settings.client_read_timeout_s or None  # socketserver applies it to each connection
+
+    server = make_server(host, port, create_app(settings), threaded=True, request_handler=TimedRequestHandler)
     print(f"deepfake: serving on http://{host}:{server.port}", flush=True)
     with _sigterm_as_interrupt():
         try:
@@ -233,6 +299,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise CommandError("--workers must be 0 or more")
     settings = Settings.from_env()
+    check_access(settings, host=args.host)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     redis_process: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = []

@@ -66,6 +66,16 @@ class Settings:
     gpu_lane_min_duration_s: int = 600
     # UPLOAD_RETENTION_DAYS: how long an upload is kept after its job ended; 0 = removed when it ends.
     upload_retention_days: int = 0
+    # STORAGE: local (DATA_DIR is the storage: one machine, or a folder shared at the same path) or s3
+    # (an S3-compatible bucket: S3_BUCKET, S3_PREFIX, S3_ENDPOINT_URL, S3_REGION, S3_ACCESS_KEY_ID,
+    # S3_SECRET_ACCESS_KEY; without the keys boto3's own credential chain is used). See shared/storage.py.
+    storage: str = "local"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
     # FAILED_BATCH_UPLOAD_RETENTION_DAYS: a failed batch item keeps its upload this long, for "retry failed".
     failed_batch_upload_retention_days: int = 7
     # BATCH_IMPORT_ROOT: a server folder whose videos batches may import by path (unset: no import).
@@ -110,6 +120,13 @@ class Settings:
             requeue_lost_after_s=_int(env, "REQUEUE_LOST_AFTER_S", 60),
             gpu_lane_min_duration_s=_int(env, "GPU_LANE_MIN_DURATION_S", 600),
             upload_retention_days=max(0, _int(env, "UPLOAD_RETENTION_DAYS", 0)),
+            storage=(env.get("STORAGE") or "local").strip().lower(),
+            s3_bucket=env.get("S3_BUCKET") or None,
+            s3_prefix=env.get("S3_PREFIX", ""),
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            s3_region=env.get("S3_REGION") or None,
+            s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
+            s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
             failed_batch_upload_retention_days=max(0, _int(env, "FAILED_BATCH_UPLOAD_RETENTION_DAYS", 7)),
             batch_import_root=Path(env["BATCH_IMPORT_ROOT"]) if env.get("BATCH_IMPORT_ROOT") else None,
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,

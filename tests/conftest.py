@@ -213,3 +213,30 @@ def published_detector_weights() -> Path:
         pytest.fail(f"{PUBLISHED_DETECTOR} is missing: scripts/test.sh installs it "
                     "(`deepfake weights fetch retinaface-mobilenet0.25`)")
     return PUBLISHED_DETECTOR
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible server (moto's) on loopback for this test session; no real S3 is reachable."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
+    """`settings` with STORAGE=s3 on a fresh bucket of the loopback S3 server."""
+    from shared.storage import s3_client
+
+    configured = replace(settings, storage="s3", s3_bucket=f"deepfake-{secrets.token_hex(6)}", s3_prefix="svc/",
+                         s3_endpoint_url=s3_endpoint, s3_region="us-east-1", s3_access_key_id="test",
+                         s3_secret_access_key="test")
+    s3_client(configured).create_bucket(Bucket=configured.s3_bucket)
+    return configured

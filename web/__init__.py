@@ -30,9 +30,10 @@ def create_app(settings: Settings | None = None, *, test_config: dict[str, Any] 
     app.extensions["deepfake.settings"] = settings
     app.json.sort_keys = False  # keep documents in the order they are built: id and status first
 
-    from web import api, auth, batches, db, errors, health, metrics, pages, queue, security
+    from web import api, auth, batches, db, errors, health, metrics, pages, queue, security, storage
 
     db.init_app(app)
+    storage.init_app(app)
     queue.init_app(app)
     errors.init_app(app)
     security.init_app(app)

@@ -10,12 +10,13 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from shared.db import jobs as job_store
 from shared.db import retention
 from shared.db.models import Job, JobStatus
-from web.context import current_owner, current_settings
+from web.context import current_owner
 from web.db import get_session
 from web.errors import ApiError, ArtifactNotFoundError, JobNotFoundError
 from web.openapi import Param, build_document, operation
 from web.presenters import TERMINAL, artifact_json, job_json, job_summary_json, status_value
 from web.schemas import JOB_UPLOAD_BODY, JOB_STATUSES
+from web.storage import artifact_file, current_store
 from web.submission import submit_job
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -95,7 +96,7 @@ def delete_job(job_id: str) -> Response:
 def remove_job(job: Job) -> None:
     """The ended job's rows, then its files (the upload only if no other job shares it); 409 while
     the job is queued or running."""
-    session, settings, job_id = get_session(), current_settings(), str(job.id)
+    session, job_id = get_session(), str(job.id)
     if status_value(job) not in TERMINAL:
         raise ApiError(f"job {job_id} is {status_value(job)}: cancel it first, then delete it",
                        code="job_active", status=409)
@@ -103,8 +104,7 @@ def remove_job(job: Job) -> None:
     if stored_name is None:  # deleted by a concurrent request meanwhile
         raise JobNotFoundError(f"no job with id {job_id!r}")
     shared = retention.upload_in_use(session=session, stored_name=stored_name)
-    retention.remove_job_files(uploads_dir=settings.uploads_dir, artifacts_dir=settings.artifacts_dir,
-                               job_id=job_id, stored_name=None if shared else stored_name)
+    retention.remove_job_files(store=current_store(), job_id=job_id, stored_name=None if shared else stored_name)
 
 
 @bp.get("/jobs/<job_id>/artifacts")
@@ -191,11 +191,5 @@ def _page_size(raw: str | None, *, default: int) -> int:
 
 
 def _artifact_path(relative: str | None) -> Path | None:
-    """The artifact's file, only if it exists inside ARTIFACTS_DIR."""
-    if not relative:
-        return None
-    root = current_settings().artifacts_dir.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
+    """The artifact's file on this machine (fetched from the store when remote), if it still exists."""
+    return artifact_file(relative) if relative else None

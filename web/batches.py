@@ -30,6 +30,7 @@ from web.presenters import TERMINAL, batch_json, batch_summary_json, job_json  #
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.schemas import BATCH_CREATE_BODY, BATCH_ITEM_BODY
 from web.submission import check_weights_name, refuse_ambiguous_parts, receive_form, validate_params
+from web.storage import current_store, discard_upload, publish_upload
 from web.uploads import StoredUpload
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
@@ -119,7 +120,7 @@ def add_item(batch_id: str) -> tuple[Response, int]:
                                       f"video and {PATH_FIELD}; settings belong to the batch")
         job = _add_stored(batch, upload, label)
     except BaseException:
-        upload.delete()
+        discard_upload(upload)
         raise
     return jsonify(job_json(job)), 201
 
@@ -183,12 +184,12 @@ def delete_batch(batch_id: str) -> Response:
 
 def remove_batch(batch: Batch) -> None:
     """Each ended item with its files, then the batch row."""
-    session, settings, owner = get_session(), current_settings(), current_owner()
+    session, owner = get_session(), current_owner()
     for item in batch_store.batch_items(session=session, batch_id=batch.id):
         stored_name = retention.delete_ended_job(session=session, owner=owner, job_id=str(item.id))
         shared = not stored_name or retention.upload_in_use(session=session, stored_name=stored_name)
-        retention.remove_job_files(uploads_dir=settings.uploads_dir, artifacts_dir=settings.artifacts_dir,
-                                   job_id=str(item.id), stored_name=None if shared else stored_name)
+        retention.remove_job_files(store=current_store(), job_id=str(item.id),
+                                   stored_name=None if shared else stored_name)
     batch_store.delete_batch_row(session=session, batch=batch)
     session.commit()
 
@@ -235,21 +236,22 @@ def _add_stored(batch: Batch, upload: StoredUpload, label: str) -> Job:
     try:
         info = probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()))
     except InputError as exc:
-        upload.delete()
+        discard_upload(upload)
         message = exc.message.replace(str(upload.path), repr(label))
         job = batch_store.add_failed_item(session=session, batch=batch, upload_name=label, upload_size=upload.size,
                                           upload_sha256=upload.sha256, code=exc.code, message=message)
         session.commit()
         return job
     upload = upload.stored_as(info.container)
-    job = batch_store.add_item(session=session, batch=batch, upload_name=label, stored_name=upload.stored_name,
-                               upload_size=upload.size, upload_sha256=upload.sha256,
-                               lane=choose_lane(duration_s=info.duration_s, batch=True))
-    session.commit()
     try:
+        publish_upload(upload)
+        job = batch_store.add_item(session=session, batch=batch, upload_name=label, stored_name=upload.stored_name,
+                                   upload_size=upload.size, upload_sha256=upload.sha256,
+                                   lane=choose_lane(duration_s=info.duration_s, batch=True))
+        session.commit()
         _send(job)
-    except ServiceUnavailableError:
-        upload.delete()
+    except BaseException:
+        discard_upload(upload)  # under its stored name: the caller only knows the name it arrived under
         raise
     return job
 
@@ -292,7 +294,7 @@ def _import_one(batch: Batch, candidate: Any) -> None:
     try:
         _add_stored(batch, upload, candidate.label)
     except BaseException:
-        upload.delete()
+        discard_upload(upload)
         raise
 
 

@@ -9,6 +9,8 @@ import logging
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from sqlalchemy.exc import InterfaceError, OperationalError
+
+from shared.storage import StorageUnavailableError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
@@ -74,6 +76,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(EngineError, _handle_engine_error)
     for error in DATABASE_ERRORS:
         app.register_error_handler(error, _handle_database_unavailable)
+    app.register_error_handler(StorageUnavailableError, _handle_storage_unavailable)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
 
@@ -107,6 +110,13 @@ def _handle_database_unavailable(exc: Exception) -> Response:
     log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
     response = error_response(503, "database_unavailable",
                               "The database is unavailable at the moment; try again shortly.")
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
+
+
+def _handle_storage_unavailable(exc: StorageUnavailableError) -> Response:
+    log.warning("object storage unavailable on %s %s: %s", request.method, request.path, exc)
+    response = error_response(503, "storage_unavailable", "File storage is unavailable at the moment; try again shortly.")
     response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
     return response
 

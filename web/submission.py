@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 from flask import current_app, request
+from werkzeug.exceptions import ClientDisconnected
 
 from shared.db.jobs import create_job
 from shared.db.models import Job
@@ -19,6 +20,7 @@ from web.limits import check_storage, check_write_allowed
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.schemas import OPTION_PROPERTIES
 from web.security import CSRF_FIELD, require_csrf_token
+from web.storage import discard_upload, publish_upload
 from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
 
 if TYPE_CHECKING:
@@ -61,9 +63,10 @@ def submit_job(*, from_page_form: bool = False) -> Job:
         check_weights_name(params.get("weights"))
         video = _probe(upload)
         upload = upload.stored_as(video.container)
+        publish_upload(upload)
         return _record_and_enqueue(upload, params, duration_s=video.duration_s)
     except BaseException:
-        upload.delete()
+        discard_upload(upload)
         raise
 
 
@@ -103,8 +106,10 @@ def receive_form() -> ReceivedForm:
     try:
         form = receiver.receive(request, max_form_memory_size=current_app.config["MAX_FORM_MEMORY_SIZE"],
                                 max_form_parts=current_app.config["MAX_FORM_PARTS"])
-    except (TimeoutError, BlockingIOError):
-        # The server's read timeout (gunicorn's SO_RCVTIMEO reads as EAGAIN); the partial file is gone.
+    except (TimeoutError, BlockingIOError, ClientDisconnected) as exc:
+        if not _read_timed_out(exc):
+            raise
+        # The partial file is gone already (the receiver removes it on any error).
         raise UploadTimeoutError(f"the upload stalled: nothing arrived for {current_settings().client_read_timeout_s} s "
                                  "(CLIENT_READ_TIMEOUT_S)") from None
     if form.video is None:
@@ -113,6 +118,13 @@ def receive_form() -> ReceivedForm:
         form.video.delete()
         raise EmptyUploadError("the uploaded video is empty")
     return form
+
+
+def _read_timed_out(exc: BaseException) -> bool:
+    """Whether reading the body hit the server's read timeout: Python's socket timeout (werkzeug's server),
+    or EAGAIN from SO_RCVTIMEO (gunicorn's); werkzeug's input stream reports either as ClientDisconnected."""
+    error = exc.__context__ if isinstance(exc, ClientDisconnected) else exc
+    return isinstance(error, (TimeoutError, BlockingIOError))
 
 
 def _probe(upload: StoredUpload) -> VideoInfo:

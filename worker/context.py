@@ -24,6 +24,7 @@ class WorkerContext:
     session_factory: sessionmaker[Session]
     pid: int
     _engine_cache: Any = field(default=None, repr=False)
+    _store: Any = field(default=None, repr=False)
     _engine_cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -39,6 +40,16 @@ class WorkerContext:
 
                 self._engine_cache = EngineCache(self.settings)
             return self._engine_cache
+
+
+    @property
+    def store(self) -> Any:
+        """Where uploads come from and artifacts go (shared.storage; S3 or DATA_DIR itself)."""
+        if self._store is None:
+            from shared.storage import make_store
+
+            self._store = make_store(self.settings)
+        return self._store
 
 
 _context: WorkerContext | None = None

@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import jobs
 from shared.db.models import Job
+from shared.storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 2.0
-TRANSIENT_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError)
+TRANSIENT_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError, StorageUnavailableError)
 
 
 class ProgressReporter:

@@ -14,6 +14,7 @@ from shared.db import jobs, retention, reuse
 from shared.db.artifacts import remove_attempt, write_artifacts
 from shared.db.models import Job
 from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
+from shared.storage import ARTIFACTS, UPLOADS, StoredFileMissingError
 from worker.context import WorkerContext
 from worker.progress import TRANSIENT_ERRORS, ProgressReporter
 
@@ -49,7 +50,12 @@ def run_job(job_id: str, *, context: WorkerContext) -> Outcome:
         log.info("job %s: not claimable (finished, or running elsewhere); nothing to do", job_id)
         return Outcome.SKIPPED
     log.info("job %s: claimed by %s (attempt %d)", job_id, context.worker_name, job.attempts)
-    outcome = _run_claimed(job, context=context)
+    try:
+        outcome = _run_claimed(job, context=context)
+    finally:
+        if context.store.remote and job.stored_name and "/" not in job.stored_name:
+            # This machine's copy of the upload; the store keeps the original.
+            context.store.evict(f"{UPLOADS}/{job.stored_name}")
     if outcome in ENDED:
         sweep_expired_uploads(context=context)
     return outcome
@@ -100,7 +106,7 @@ def _find_reused(job: Job, *, key: str, context: WorkerContext) -> tuple[Job, li
         source = reuse.find_reusable(session=session, owner=job.owner, key=key, exclude_job_id=job.id)
         if source is None:
             return None
-        stored = reuse.copy_artifacts(session=session, artifacts_dir=context.settings.artifacts_dir,
+        stored = reuse.copy_artifacts(session=session, store=context.store, artifacts_dir=context.settings.artifacts_dir,
                                       source_job_id=source.id, job_id=job.id, attempt=job.attempts)
     return None if stored is None else (source, stored)
 
@@ -108,7 +114,7 @@ def _find_reused(job: Job, *, key: str, context: WorkerContext) -> tuple[Job, li
 def _analyze(job: Job, *, options: Any, context: WorkerContext, reporter: ProgressReporter) -> Any:
     from shared.model.pipeline import analyze_video
 
-    video = _upload_path(context.settings.uploads_dir, job.stored_name)
+    video = _upload_path(context.store, job.stored_name)
     # The preview's temporary file beside the artifacts, so storing it (write_artifacts) is a rename.
     return analyze_video(video, options=options, cache=context.engine_cache, sha256=job.upload_sha256,
                          on_progress=reporter.on_progress, should_cancel=reporter.should_stop,
@@ -136,16 +142,18 @@ def handle_reused(job: Job, *, context: WorkerContext, source: Job, stored: list
 
 def _complete(job: Job, *, context: WorkerContext, result: dict, stored: list, key: str | None,
               reused_from: str | None = None) -> Outcome:
-    artifacts_dir = context.settings.artifacts_dir
+    """Publish the attempt's artifact files to the store, then commit the result that names them."""
     try:
+        for artifact in stored:
+            context.store.publish(f"{ARTIFACTS}/{artifact.path}")
         with context.session_factory() as session:
             done = jobs.complete_job(session=session, job_id=job.id, result=result, artifacts=stored,
                                      attempt=job.attempts, reuse_key=key, reused_from=reused_from)
     except TRANSIENT_ERRORS as exc:
-        remove_attempt(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts)
+        _discard_attempt(job, context=context)
         return handle_transient(job, context=context, error=exc)
     if not done:
-        remove_attempt(artifacts_dir=artifacts_dir, job_id=job.id, attempt=job.attempts)
+        _discard_attempt(job, context=context)
         log.warning("job %s: finished elsewhere while attempt %d ran; result dropped", job.id, job.attempts)
         return Outcome.SUPERSEDED
     return Outcome.SUCCEEDED
@@ -194,7 +202,7 @@ def sweep_expired_uploads(*, context: WorkerContext) -> None:
     settings = context.settings
     try:
         with context.session_factory() as session:
-            removed = retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir,
+            removed = retention.sweep_uploads(session=session, store=context.store,
                                               keep_days=settings.upload_retention_days,
                                               failed_batch_keep_days=settings.failed_batch_upload_retention_days)
     except (OSError, *TRANSIENT_ERRORS) as exc:
@@ -204,13 +212,23 @@ def sweep_expired_uploads(*, context: WorkerContext) -> None:
         log.info("removed %d upload(s) past their retention", removed)
 
 
-def _upload_path(uploads_dir: Path, stored_name: str) -> Path:
-    path = (uploads_dir / stored_name).resolve()
-    if not path.is_relative_to(uploads_dir.resolve()):
-        raise InputError("the stored upload name is not inside the uploads folder")
-    if not path.is_file():
-        raise VideoNotFoundError("the uploaded video is no longer on disk")
-    return path
+def _discard_attempt(job: Job, *, context: WorkerContext) -> None:
+    """The files one attempt wrote, here and in the store (its job finished elsewhere, or storing failed)."""
+    remove_attempt(artifacts_dir=context.settings.artifacts_dir, job_id=job.id, attempt=job.attempts)
+    try:
+        context.store.delete_prefix(f"{ARTIFACTS}/{job.id}/{job.attempts}")
+    except TRANSIENT_ERRORS:
+        log.warning("job %s: attempt %d's artifacts left in the store", job.id, job.attempts)
+
+
+def _upload_path(store: Any, stored_name: str) -> Path:
+    """The job's upload on this machine: DATA_DIR/uploads, fetched from the store when it is remote."""
+    if not stored_name or "/" in stored_name or stored_name in (".", ".."):
+        raise InputError("the stored upload name is not a plain file name")
+    try:
+        return store.fetch(f"{UPLOADS}/{stored_name}")
+    except StoredFileMissingError:
+        raise VideoNotFoundError("the uploaded video is no longer stored (deleted after its retention period?)") from None
 
 
 def _heartbeat_every_s(timeout_s: float) -> float:

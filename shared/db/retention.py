@@ -5,10 +5,8 @@ sweep removes those of ended jobs), never a row whose files are gone.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Iterable
 
 from sqlalchemy import delete, select
@@ -16,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.jobs import owned_by
 from shared.db.models import Artifact, Job, JobStatus, JobWindow, utcnow
+from shared.storage import ARTIFACTS, UPLOADS, FileStore
 
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 SECONDS_PER_DAY = 86_400
@@ -45,42 +44,42 @@ def upload_in_use(*, session: Session, stored_name: str) -> bool:
     return session.scalar(select(Job.id).where(Job.stored_name == stored_name).limit(1)) is not None
 
 
-def remove_job_files(*, uploads_dir: Path, artifacts_dir: Path, job_id: str, stored_name: str | None) -> None:
-    """The job's upload (None: keep it) and its artifacts folder; whatever is already gone is fine."""
-    if stored_name is not None:
-        remove_upload(uploads_dir=uploads_dir, stored_name=stored_name)
-    folder = (artifacts_dir / job_id).resolve()
-    if folder.is_relative_to(artifacts_dir.resolve()) and folder != artifacts_dir.resolve():
-        shutil.rmtree(folder, ignore_errors=True)
+def remove_job_files(*, store: FileStore, job_id: str, stored_name: str | None) -> None:
+    """The job's upload (None: keep it) and its artifacts, from the store (and this machine's copies);
+    whatever is already gone is fine."""
+    if stored_name:
+        remove_upload(store=store, stored_name=stored_name)
+    if job_id and "/" not in job_id:
+        store.delete_prefix(f"{ARTIFACTS}/{job_id}")
 
 
-def remove_upload(*, uploads_dir: Path, stored_name: str) -> None:
-    path = (uploads_dir / stored_name).resolve()
-    if path.is_relative_to(uploads_dir.resolve()) and path.parent == uploads_dir.resolve():
-        path.unlink(missing_ok=True)
+def remove_upload(*, store: FileStore, stored_name: str) -> None:
+    if stored_name and "/" not in stored_name and stored_name not in (".", ".."):
+        store.delete(f"{UPLOADS}/{stored_name}")
 
 
-def sweep_uploads(*, session: Session, uploads_dir: Path, keep_days: float, now: datetime | None = None,
+def sweep_uploads(*, session: Session, store: FileStore, keep_days: float, now: datetime | None = None,
                   failed_batch_keep_days: float = 0) -> int:
     """Remove uploads whose job ended more than `keep_days` ago (0: as soon as it ended); returns how many.
 
     A failed batch item keeps its upload for at least `failed_batch_keep_days`, so the batch's
     "retry failed items" can run it again without the file being sent a second time.
 
-    Walks the folder, not the table: the folder holds only the uploads still kept, so a sweep costs
-    what is retained, not every job ever run. Files of running or queued jobs, and files with no job
-    row (an upload still streaming in), are left alone.
+    Walks the store's uploads, not the table: the store holds only the uploads still kept, so a sweep
+    costs what is retained, not every job ever run. Files of running or queued jobs, and files with no
+    job row (an upload still streaming in), are left alone.
     """
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     failed_cutoff = (now or utcnow()) - timedelta(days=max(keep_days, failed_batch_keep_days))
     # A file is never older than its job's end: skip the lookup for files too young to have expired.
     young_after = time.time() - keep_days * SECONDS_PER_DAY
-    candidates = [path.name for path in _files(uploads_dir) if path.stat().st_mtime <= young_after]
+    candidates = [obj.key.rsplit("/", 1)[-1] for obj in store.list(UPLOADS)
+                  if obj.modified.timestamp() <= young_after and not obj.key.rsplit("/", 1)[-1].startswith(".")]
     removed = 0
     for start in range(0, len(candidates), LOOKUP_CHUNK):
         for name in expired_uploads(session=session, stored_names=candidates[start:start + LOOKUP_CHUNK], cutoff=cutoff,
                                     failed_batch_cutoff=failed_cutoff):
-            remove_upload(uploads_dir=uploads_dir, stored_name=name)
+            remove_upload(store=store, stored_name=name)
             removed += 1
     return removed
 
@@ -97,9 +96,3 @@ def expired_uploads(*, session: Session, stored_names: Iterable[str], cutoff: da
     kept = set(session.scalars(select(Job.stored_name).where(
         Job.stored_name.in_(names), (Job.status.not_in(ENDED)) | (Job.finished_at > cutoff) | retryable)))
     return sorted(ended - kept)
-
-
-def _files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return [path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.artifacts import StoredArtifact, attempt_dir
 from shared.db.models import Artifact, Job, JobStatus
+from shared.storage import ARTIFACTS, FileStore, StoredFileMissingError
 
 # Options that only change how fast the answer comes, or name what the key already identifies.
 RESULT_NEUTRAL_OPTIONS = frozenset({"batch_size", "weights", "device"})
@@ -40,14 +41,14 @@ def find_reusable(*, session: Session, owner: str, key: str, exclude_job_id: str
 
 
 def copy_artifacts(
-    *, session: Session, artifacts_dir: Path, source_job_id: str, job_id: str, attempt: int
+    *, session: Session, store: FileStore, artifacts_dir: Path, source_job_id: str, job_id: str, attempt: int
 ) -> list[StoredArtifact] | None:
-    """Copy the source job's artifact files into this job's attempt folder; None if any file is gone
-    (then the result is computed again rather than reused without its pictures)."""
+    """Copy the source job's artifact files (fetched from the store) into this job's attempt folder;
+    None if any file is gone (then the result is computed again rather than reused without its pictures)."""
     rows = list(session.scalars(select(Artifact).where(Artifact.job_id == source_job_id).order_by(Artifact.name)))
-    root = artifacts_dir.resolve()
-    sources = [(row, (root / row.path).resolve()) for row in rows]
-    if any(not path.is_relative_to(root) or not path.is_file() for _, path in sources):
+    try:
+        sources = [(row, store.fetch(f"{ARTIFACTS}/{row.path}")) for row in rows]
+    except (StoredFileMissingError, ValueError):
         return None
     folder = attempt_dir(artifacts_dir=artifacts_dir, job_id=job_id, attempt=attempt)
     folder.mkdir(parents=True, exist_ok=True)

@@ -226,3 +226,13 @@ def test_serve_warns_of_missing_weights_and_of_no_workers(tmp_path):
     write_seed_checkpoint(settings.weights_dir)
     (settings.weights_dir / "retinaface-mobilenet0.25.onnx").symlink_to(PUBLISHED_DETECTOR)
     assert startup_warnings(settings, workers=1) == []
+
+
+@pytest.mark.parametrize("command", [["worker"], ["web", "--port", "0"]])
+def test_the_parts_of_a_deployment_refuse_a_private_database(tmp_path, command):
+    """Started on its own (another machine), a web app or worker without DATABASE_URL would keep its jobs in
+    a SQLite file no other machine sees: it refuses and says what to set."""
+    done = _deepfake(*command, env=_bare_env(tmp_path, REDIS_URL=REDIS_URL))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DATABASE_URL is not set" in done.stderr and "deepfake serve" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from shared.db import batches, retention
 from shared.db.models import Job, utcnow
+from shared.storage import make_store
 from worker.context import worker_context
 from worker.runner import Outcome, run_job
 
@@ -40,8 +41,8 @@ def test_a_failed_batch_item_keeps_its_upload_and_a_single_job_does_not(worker_s
     old = time.time() - 3 * 86_400
     os.utime(kept, (old, old))
     with db_session_factory() as session:
-        assert retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir, keep_days=0,
+        assert retention.sweep_uploads(session=session, store=make_store(settings), keep_days=0,
                                        failed_batch_keep_days=2, now=utcnow() + timedelta(days=1)) == 0
-        assert retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir, keep_days=0,
+        assert retention.sweep_uploads(session=session, store=make_store(settings), keep_days=0,
                                        failed_batch_keep_days=2, now=utcnow() + timedelta(days=3)) == 1
     assert not kept.exists()

@@ -9,6 +9,7 @@ from datetime import timedelta
 from shared.db import jobs, retention
 from shared.db.models import Job, utcnow
 from shared.model.types import Progress, WindowScore
+from shared.storage import make_store
 from worker.context import worker_context
 from worker.progress import ProgressReporter
 from worker.runner import Outcome, run_job
@@ -114,8 +115,8 @@ def test_uploads_are_kept_for_the_retention_period(worker_settings, queue_job, d
     assert upload.exists()
     with db_session_factory() as session:
         later = utcnow() + timedelta(days=8)
-        assert retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir, keep_days=7, now=later) == 0
+        assert retention.sweep_uploads(session=session, store=make_store(settings), keep_days=7, now=later) == 0
         old = time.time() - 8 * 86_400
         os.utime(upload, (old, old))
-        assert retention.sweep_uploads(session=session, uploads_dir=settings.uploads_dir, keep_days=7, now=later) == 1
+        assert retention.sweep_uploads(session=session, store=make_store(settings), keep_days=7, now=later) == 1
     assert not upload.exists()

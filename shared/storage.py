@@ -1,0 +1,216 @@
+"""Where uploads and artifacts live, so that every machine of a deployment reaches them.
+
+DATA_DIR is always the local working copy: the web streams an upload into DATA_DIR/uploads, a worker
+writes artifacts into DATA_DIR/artifacts. The store says whether that is all:
+
+- `LocalStore` (STORAGE=local, the default): DATA_DIR *is* the storage, on one machine or a folder
+  shared by all machines at the same path. `publish`, `fetch` and `evict` change nothing.
+- `S3Store` (STORAGE=s3): an S3-compatible bucket holds every file under `S3_PREFIX` + the same
+  relative path (`uploads/<name>`, `artifacts/<job>/<attempt>/<name>`). `publish` uploads the local
+  file and removes it; `fetch` downloads a file into DATA_DIR when it is not there (the worker's
+  upload, the web's artifact); `evict` removes the local copy once it is not needed.
+
+The model cache is not stored here on purpose: compiled models are specific to a machine's CPU
+features and runtime versions, so each machine keeps its own (MODEL_CACHE_DIR).
+Keys are relative POSIX paths; one that is absolute or climbs out (`..`) is refused.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Protocol
+
+from shared.settings import Settings
+
+UPLOADS = "uploads"
+ARTIFACTS = "artifacts"
+
+
+class StoredFileMissingError(FileNotFoundError):
+    """The store has no file under this key."""
+
+
+class StorageUnavailableError(Exception):
+    """The object store did not answer or refused the request: transient, the job is retried."""
+
+
+class StorageConfigError(ValueError):
+    """STORAGE names an unknown backend, or its settings are incomplete."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One stored file: its key (relative path) and when it was last written."""
+
+    key: str
+    modified: datetime
+
+
+class FileStore(Protocol):
+    remote: bool
+
+    def publish(self, key: str) -> None: ...
+    def fetch(self, key: str) -> Path: ...
+    def evict(self, key: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def list(self, prefix: str) -> list[StoredObject]: ...
+
+
+def make_store(settings: Settings) -> FileStore:
+    """The store STORAGE selects, rooted at DATA_DIR."""
+    if settings.storage == "local":
+        return LocalStore(Path(settings.data_dir))
+    if settings.storage == "s3":
+        if not settings.s3_bucket:
+            raise StorageConfigError("STORAGE=s3 needs S3_BUCKET (and S3_ENDPOINT_URL for a non-AWS service)")
+        return S3Store(Path(settings.data_dir), bucket=settings.s3_bucket, prefix=settings.s3_prefix,
+                       client=s3_client(settings))
+    raise StorageConfigError(f"STORAGE must be local or s3, got {settings.storage!r}")
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client from the settings; credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY
+    when set, else boto3's own chain (AWS_* variables, instance roles)."""
+    import boto3
+    from botocore.config import Config
+
+    credentials = {}
+    if settings.s3_access_key_id:
+        credentials = {"aws_access_key_id": settings.s3_access_key_id,
+                       "aws_secret_access_key": settings.s3_secret_access_key}
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
+                        config=Config(retries={"max_attempts": 5, "mode": "standard"}), **credentials)
+
+
+def check_key(key: str) -> str:
+    """A relative POSIX path inside the store, or ValueError."""
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or ".." in path.parts or "\\" in key or "\x00" in key:
+        raise ValueError(f"not a relative storage key: {key!r}")
+    return path.as_posix()
+
+
+class LocalStore:
+    """DATA_DIR is the storage: every machine sees the same folder (or there is one machine)."""
+
+    remote = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def local_path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def publish(self, key: str) -> None:
+        check_key(key)
+
+    def fetch(self, key: str) -> Path:
+        path = self.local_path(key)
+        if not path.is_file():
+            raise StoredFileMissingError(key)
+        return path
+
+    def evict(self, key: str) -> None:
+        check_key(key)
+
+    def delete(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        folder = self.local_path(prefix)
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        folder = self.local_path(prefix)
+        if not folder.is_dir():
+            return []
+        return [StoredObject(key=path.relative_to(self.root).as_posix(),
+                             modified=datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc))
+                for path in sorted(folder.iterdir()) if path.is_file() and not path.name.startswith(".")]
+
+
+class S3Store:
+    """An S3-compatible bucket holds the files; DATA_DIR keeps only what this process works on."""
+
+    remote = True
+
+    def __init__(self, root: Path, *, bucket: str, prefix: str, client: Any) -> None:
+        self.root, self.bucket, self.prefix, self.client = root, bucket, prefix, client
+
+    def local_path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def object_key(self, key: str) -> str:
+        return f"{self.prefix}{check_key(key)}"
+
+    def publish(self, key: str) -> None:
+        """Upload the local file (multipart, streamed from disk), then remove the local copy."""
+        path = self.local_path(key)
+        with _remote_errors(key):
+            self.client.upload_file(str(path), self.bucket, self.object_key(key))
+        path.unlink(missing_ok=True)
+
+    def fetch(self, key: str) -> Path:
+        """The local copy, downloaded (atomically) when it is not here yet."""
+        path = self.local_path(key)
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
+        os.close(handle)
+        try:
+            with _remote_errors(key):
+                self.client.download_file(self.bucket, self.object_key(key), tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return path
+
+    def evict(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        with _remote_errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        self.evict(key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [{"Key": self.object_key(obj.key)} for obj in self.list(prefix, recursive=True)]
+        for start in range(0, len(keys), 1000):
+            with _remote_errors(prefix):
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+        shutil.rmtree(self.local_path(prefix), ignore_errors=True)
+
+    def list(self, prefix: str, *, recursive: bool = False) -> list[StoredObject]:
+        """The files directly under `prefix` (every level with `recursive`)."""
+        base = self.object_key(prefix).rstrip("/") + "/"
+        found = []
+        with _remote_errors(prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=base, **({} if recursive else {"Delimiter": "/"})):
+                for item in page.get("Contents", ()):
+                    found.append(StoredObject(key=item["Key"][len(self.prefix):], modified=item["LastModified"]))
+        return found
+
+
+@contextmanager
+def _remote_errors(key: str) -> Iterator[None]:
+    """botocore's errors as ours: a missing object is StoredFileMissingError, anything else from the
+    service or the network StorageUnavailableError (retried by the worker, 503 on the web)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise StoredFileMissingError(key) from None
+        raise StorageUnavailableError(f"object storage refused {key!r}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailableError(f"object storage unreachable for {key!r}: {exc}") from exc
