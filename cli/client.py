@@ -20,6 +20,7 @@ from shared.options import FACE_DETECTORS, PRECISIONS
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SERVER_ENV = "DEEPFAKE_SERVER"
+API_KEY_ENV = "DEEPFAKE_API_KEY"
 SERVER_SCHEMES = ("http", "https")
 CHUNK_BYTES = 1024 * 1024
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -70,6 +71,9 @@ def _server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, metavar="URL",
                         help=f"service URL; http:// is assumed without a scheme "
                              f"(default: ${SERVER_ENV}, else {DEFAULT_SERVER})")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help=f"the API key of a service that requires one (default: ${API_KEY_ENV}, which "
+                             "keeps it out of the process list)")
 
 
 def resolve_server(raw: str | None, *, environ: Mapping[str, str] | None = None) -> str:
@@ -155,14 +159,21 @@ def _quote_filename(name: str) -> str:
 
 
 class ApiClient:
-    """The service's REST API; every error becomes a one-line CommandError."""
+    """The service's REST API; every error becomes a one-line CommandError.
 
-    def __init__(self, server: str, *, timeout_s: float = 30.0) -> None:
+    `api_key` (else $DEEPFAKE_API_KEY) goes with every request as `Authorization: Bearer`.
+    """
+
+    def __init__(self, server: str, *, timeout_s: float = 30.0, api_key: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         import requests
 
         self.server = server.rstrip("/")
         self.timeout_s = timeout_s
         self.http = requests.Session()
+        key = resolve_api_key(api_key, environ=environ)
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
 
     def submit(self, video: Path, *, params: dict[str, str], on_read: Callable[[int], None] | None = None) -> dict:
         body = MultipartFile(path=video, fields=params, on_read=on_read)
@@ -189,9 +200,26 @@ class ApiClient:
             body = response.json()
         except ValueError:
             body = None
+        if response.status_code == 401:
+            raise UnauthorizedError(self.server, key_sent="Authorization" in self.http.headers)
         if response.status_code >= 400 or not isinstance(body, dict):
             raise CommandError(_error_line(response.status_code, body))
         return body
+
+
+def resolve_api_key(raw: str | None, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """The API key to send: `raw` (--api-key), else $DEEPFAKE_API_KEY, else none."""
+    environ = os.environ if environ is None else environ
+    return (raw or "").strip() or environ.get(API_KEY_ENV, "").strip() or None
+
+
+class UnauthorizedError(CommandError):
+    """The service requires an API key (none was sent) or refused the one sent."""
+
+    def __init__(self, server: str, *, key_sent: bool) -> None:
+        problem = "refused the API key (unknown, mistyped or revoked)" if key_sent else "requires an API key"
+        super().__init__(f"the service at {server} {problem}: set {API_KEY_ENV} "
+                         "(create one with `deepfake keys create`)")
 
 
 class ServiceUnreachableError(CommandError):
@@ -233,12 +261,12 @@ def run_submit(args: argparse.Namespace) -> int:
     if missing:
         raise CommandError(f"no such file: {', '.join(missing)}")
     params = {name: str(getattr(args, name)) for name in ENGINE_FLAGS if getattr(args, name) is not None}
-    client = ApiClient(resolve_server(args.server))
+    client = ApiClient(resolve_server(args.server), api_key=args.api_key)
     jobs, failures = [], 0
     for video in args.video:
         try:
             jobs.append((video, _upload(client, video, params=params)))
-        except ServiceUnreachableError:
+        except (ServiceUnreachableError, UnauthorizedError):
             raise
         except CommandError as exc:
             _say_error(f"{video}: {exc}")
@@ -300,7 +328,7 @@ def follow(client: ApiClient, job_id: str, *, interval_s: float) -> dict:
 
 def run_status(args: argparse.Namespace) -> int:
     """Print one line about the job (or its JSON)."""
-    job = ApiClient(resolve_server(args.server)).job(args.job)
+    job = ApiClient(resolve_server(args.server), api_key=args.api_key).job(args.job)
     print(json.dumps(job, indent=2) if args.json else status_line(job))
     return 0
 
@@ -335,7 +363,7 @@ def _probability_note(job: dict) -> str:
 
 def run_result(args: argparse.Namespace) -> int:
     """Print a finished job's result: readable, or the engine's JSON with --json."""
-    job = ApiClient(resolve_server(args.server)).job(args.job)
+    job = ApiClient(resolve_server(args.server), api_key=args.api_key).job(args.job)
     if job["status"] != "succeeded":
         return _print_outcome(job)
     if args.json:

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cli.service",
     "cli.client",
     "cli.batch",
+    "cli.keys",
     "cli.training",
 )
 

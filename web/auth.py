@@ -10,13 +10,14 @@ owners), static files and the OpenAPI document stay open.
 """
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from shared.db import keys as key_store
-from shared.settings import AUTH_KEYS
+from shared.settings import AUTH_KEYS, AUTH_NONE, Settings
 from web.context import Principal, current_settings
 from web.db import get_session
 from web.errors import ApiError, error_response
@@ -158,3 +159,43 @@ class SessionCookies(SecureCookieSessionInterface):
             return mode == "true"
         forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         return request.is_secure or forwarded == "https"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address reaches this machine only (127.0.0.0/8, ::1, localhost); a name other
+    than localhost counts as a network address."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_refusal(settings: Settings, *, host: str, processes: int = 1) -> str | None:
+    """Why `serve`/`web` must not start with these settings on `host`, or None.
+
+    Without accounts only a loopback address is allowed, unless the operator set AUTH=none-allow-network.
+    With accounts, several web processes must share SECRET_KEY: it signs the login cookie.
+    """
+    if settings.auth == AUTH_NONE and not is_loopback(host):
+        return (f"refusing to listen on {host} without accounts (AUTH=none): anyone who reaches this port "
+                "could read, cancel and delete every job. Set AUTH=keys and create a key with "
+                "`deepfake keys create --owner NAME`; or, on a network you trust, set AUTH=none-allow-network")
+    if settings.auth == AUTH_KEYS and processes > 1 and not settings.secret_key:
+        return (f"AUTH=keys with {processes} web processes needs SECRET_KEY: it signs the login cookie, and "
+                "every process must accept the cookies the others sign")
+    return None
+
+
+def listen_notice(settings: Settings, *, host: str) -> str:
+    """The one line `serve`/`web` print at start to say who may use the service."""
+    if settings.auth == AUTH_KEYS:
+        return ("accounts on (AUTH=keys): the API needs an API key (Authorization: Bearer), the pages a login; "
+                "create keys with `deepfake keys create --owner NAME`")
+    if settings.auth == AUTH_NONE:
+        return (f"no login (AUTH=none): single-user mode, every request acts as {settings.owner!r}; only this "
+                f"machine can connect ({host}), but so can a proxy on it: set AUTH=keys before exposing it")
+    return (f"no login on a network address (AUTH=none-allow-network): whoever reaches {host} acts as "
+            f"{settings.owner!r} and sees every job")
