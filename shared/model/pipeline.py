@@ -125,26 +125,11 @@ def analyze_video(
     with engine.lock:  # one analysis at a time per loaded model (threads share it safely this way)
         timings = {"probe_s": probe_s, "load_s": load_s}
         result = run_analysis(Path(path), info=info, engine=engine, options=options, on_progress=on_progress,
-                              should_cancel=should_cancel, timings=timings)
-    if preview_dir is not None and options.preview:
-        _add_preview(result, source=Path(path), info=info, directory=Path(preview_dir), threads=engine.threads.cnn,
-                     should_cancel=should_cancel)
+                              should_cancel=should_cancel, timings=timings,
+                              preview_dir=Path(preview_dir) if preview_dir is not None and options.preview else None)
     hash_start = time.perf_counter()
     result.video["sha256"] = sha256 or sha256_file(path)
     result.timings["hash_s"] = time.perf_counter() - hash_start
     result.timings["total_s"] = time.perf_counter() - started
     return result
 
-
-def _add_preview(result: AnalysisResult, *, source: Path, info, directory: Path, threads: int,
-                 should_cancel: CancelCheck | None) -> None:
-    """Append the preview artifact (a second, streaming decode of the file); a failure is a warning."""
-    from shared.model.preview import PreviewFailed, preview_artifact
-
-    start = time.perf_counter()
-    try:
-        result.artifacts.append(preview_artifact(source, directory=directory, info=info, threads=threads,
-                                                 should_cancel=should_cancel))
-    except PreviewFailed as exc:
-        result.warnings.append(Reason("preview_failed", str(exc)))
-    result.timings["preview_s"] = time.perf_counter() - start

@@ -5,25 +5,30 @@ short side at most `PREVIEW_SHORT_SIDE`, at most `PREVIEW_MAX_FPS` frames a seco
 index at the front (`+faststart`) so playback starts while it downloads. Frames keep the source's
 timestamps, so the preview's time is the result's time (window `start_s`, box `t`).
 
-Frames stream from a second decode of the file straight into the encoder, which writes to disk:
-memory does not grow with the video's length.
+The analysis makes it from the frames it decodes anyway (`PreviewRecorder.tap` around its reader:
+every k-th frame, scaled, into the encoder, which writes to disk), so the preview costs a resize and
+an encode, not a second decode; `write_preview` makes one from a file on its own. Either way frames
+stream to disk: memory does not grow with the video's length.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
 
 from shared.errors import AnalysisCancelled
 from shared.model.result import Artifact
+from shared.model.types import FrameBatch
 
 PREVIEW_NAME = "preview.mp4"
 PREVIEW_MEDIA_TYPE = "video/mp4"
@@ -110,9 +115,9 @@ class H264Writer:
 
 
 def scaled_size(width: int, height: int, *, short_side: int) -> tuple[int, int]:
-    """(width, height) with the short side at most `short_side`, aspect kept."""
+    """(width, height) with the short side at most `short_side`, aspect kept, both even (yuv420p)."""
     scale = min(1.0, short_side / max(1, min(width, height)))
-    return max(2, round(width * scale)), max(2, round(height * scale))
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 def frame_stride_for(fps: float, *, max_fps: float) -> int:
@@ -120,14 +125,94 @@ def frame_stride_for(fps: float, *, max_fps: float) -> int:
     return max(1, math.ceil(fps / max_fps - 1e-6)) if fps and fps > 0 else 1
 
 
-def preview_artifact(source: Path, *, directory: Path, info=None, threads: int = 0,
-                     should_cancel: Callable[[], bool] | None = None) -> Artifact:
-    """The preview of `source` as an artifact whose file is a temporary file in `directory` (put it on
-    the artifacts' file system: storing it is then a rename). Raises PreviewFailed or AnalysisCancelled."""
+class PreviewRecorder:
+    """Encodes the preview from frames decoded for something else (the analysis): every k-th frame given,
+    scaled to the preview's size. An encoder failure stops the recording, not the caller: `finish`
+    then raises PreviewFailed. `busy_s` is the time spent here."""
+
+    def __init__(self, target: Path, *, info, frame_stride: int = 1, threads: int = 0,
+                 short_side: int = PREVIEW_SHORT_SIDE, max_fps: float = PREVIEW_MAX_FPS) -> None:
+        self.busy_s = 0.0
+        given_fps = info.fps / frame_stride if info.fps else 0.0
+        self._every = frame_stride_for(given_fps, max_fps=max_fps)
+        self._size = scaled_size(info.width, info.height, short_side=short_side)
+        self._seen = 0
+        self._error: Exception | None = None
+        self._writer: H264Writer | None = H264Writer(Path(target), width=self._size[0], height=self._size[1],
+                                                     fps=given_fps / self._every, threads=threads)
+
+    def tap(self, batches: Iterable[FrameBatch]) -> Iterator[FrameBatch]:
+        """The batches, unchanged, recording each on its way through."""
+        for batch in batches:
+            self.add(batch)
+            yield batch
+
+    def add(self, batch: FrameBatch) -> None:
+        start = time.perf_counter()
+        for frame, t in zip(batch.frames, batch.times_s):
+            if self._seen % self._every == 0 and self._writer is not None:
+                self._write(frame, float(t))
+            self._seen += 1
+        self.busy_s += time.perf_counter() - start
+
+    def _write(self, frame: np.ndarray, t: float) -> None:
+        import cv2
+
+        width, height = self._size
+        if frame.shape[:2] != (height, width):
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        try:
+            self._writer.write(frame, t=t)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._error = exc
+            self.discard()
+
+    def finish(self) -> EncodedVideo:
+        """Close the file; PreviewFailed if encoding failed or no frame came."""
+        if self._writer is None or self._writer.frames == 0:
+            self.discard()
+            raise PreviewFailed(f"the preview video could not be made ({self._error or 'no frames'}); "
+                                "the result is complete without it")
+        writer, self._writer = self._writer, None
+        start = time.perf_counter()
+        try:
+            return writer.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            writer.path.unlink(missing_ok=True)
+            raise PreviewFailed(f"the preview video could not be written ({exc}); "
+                                "the result is complete without it") from exc
+        finally:
+            self.busy_s += time.perf_counter() - start
+
+    def discard(self) -> None:
+        """Stop and remove the file (the analysis failed or was cancelled)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(av.error.FFmpegError, OSError):  # the file goes anyway
+                writer.close()
+            writer.path.unlink(missing_ok=True)
+
+
+def temporary_preview_path(directory: Path) -> Path:
+    """A new empty file for a preview in `directory` (on the artifacts' file system: storing it is a rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=directory, prefix=".preview-", suffix=".mp4")
     os.close(handle)
-    target = Path(name)
+    return Path(name)
+
+
+def as_artifact(video: EncodedVideo) -> Artifact:
+    """The preview as the job's `preview.mp4` artifact (its file to be moved into place)."""
+    description = f"preview video, {video.width}×{video.height}, {video.fps:.3g} fps, {video.frames} frames"
+    return Artifact(PREVIEW_NAME, PREVIEW_MEDIA_TYPE, None, None, description, path=video.path)
+
+
+def preview_artifact(source: Path, *, directory: Path, info=None, threads: int = 0,
+                     should_cancel: Callable[[], bool] | None = None) -> Artifact:
+    """The preview of `source` as an artifact whose file is a temporary file in `directory` (put it on
+    the artifacts' file system: storing it is then a rename), from a decode of its own. Raises
+    PreviewFailed or AnalysisCancelled."""
+    target = temporary_preview_path(directory)
     try:
         video = write_preview(source, target, info=info, threads=threads, should_cancel=should_cancel)
     except (av.error.FFmpegError, OSError) as exc:
@@ -136,8 +221,7 @@ def preview_artifact(source: Path, *, directory: Path, info=None, threads: int =
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    description = f"preview video, {video.width}×{video.height}, {video.fps:.3g} fps, {video.frames} frames"
-    return Artifact(PREVIEW_NAME, PREVIEW_MEDIA_TYPE, None, None, description, path=target)
+    return as_artifact(video)
 
 
 def write_preview(source: Path, target: Path, *, info=None, threads: int = 0,

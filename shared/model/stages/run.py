@@ -17,7 +17,7 @@ from shared.model.result import AnalysisResult
 from shared.model.stages.assembly import build_result
 from shared.model.stages.consumer import WindowConsumer, WindowPlan
 from shared.model.stages.producer import CropProducer
-from shared.model.types import Progress
+from shared.model.types import Progress, Reason
 
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
@@ -60,9 +60,13 @@ def _analysed_frame_s(info, options) -> float:
 
 
 def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCallback | None = None,
-                 should_cancel: CancelCheck | None = None, timings: dict[str, float]) -> AnalysisResult:
+                 should_cancel: CancelCheck | None = None, timings: dict[str, float],
+                 preview_dir: Path | None = None) -> AnalysisResult:
     """Analyse the video at `path` (already probed as `info`) with a loaded engine; `timings` gains
-    the stages' own (decode_s, detect_s, crop_s, embed_s, classify_s, heatmaps_s)."""
+    the stages' own (decode_s, detect_s, crop_s, embed_s, classify_s, heatmaps_s).
+
+    With `preview_dir`, the decoded frames also feed a preview video (a temporary file there), which
+    the result carries as its `preview.mp4` artifact; `timings` gains `preview_s`."""
     from shared.model.video import VideoReader
 
     frame_bytes = max(1, info.width * info.height * 3)
@@ -78,7 +82,9 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
     consumer = WindowConsumer(engine=engine, plan=plan, options=options)
     progress = _ProgressReporter(on_progress, expected_frames=-(-info.frames // options.frame_stride))
     depth = max(2, -(-CNN_BATCHES_AHEAD * options.batch_size // decode_batch))
-    batches = Prefetcher(producer.batches(reader), depth=depth)
+    recorder = _preview_recorder(preview_dir, info=info, options=options, threads=threads.producer)
+    batches = Prefetcher(producer.batches(reader if recorder is None else recorder.tap(reader)), depth=depth)
+    decoded = False
     try:
         for prepared in batches:
             if should_cancel is not None and should_cancel():
@@ -86,16 +92,49 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
             consumer.accept(prepared)
             if not prepared.end_of_video:
                 progress.report(consumer, final=False)
+        decoded = True
     finally:
-        batches.close()
+        batches.close()  # joins the producer thread, which records the preview
         producer.close()
         reader.close()
+        if recorder is not None and not decoded:
+            recorder.discard()
         timings.update(producer.timings)
-        timings["decode_s"] = batches.busy_s - producer.timings["detect_s"] - producer.timings["crop_s"]
-    if consumer.frames_analyzed == 0:
-        raise NoDecodableFramesError(f"no frame of {path.name} could be decoded")
-    scored = consumer.finish()
-    timings.update(consumer.timings)
-    progress.report(consumer, final=True)
-    return build_result(scored, engine=engine, options=options, plan=plan, info=info,
-                        problems=list(reader.problems), timings=timings)
+        recorded_s = recorder.busy_s if recorder is not None else 0.0
+        timings["decode_s"] = batches.busy_s - producer.timings["detect_s"] - producer.timings["crop_s"] - recorded_s
+    try:
+        if consumer.frames_analyzed == 0:
+            raise NoDecodableFramesError(f"no frame of {path.name} could be decoded")
+        scored = consumer.finish()
+        timings.update(consumer.timings)
+        progress.report(consumer, final=True)
+        result = build_result(scored, engine=engine, options=options, plan=plan, info=info,
+                              problems=list(reader.problems), timings=timings)
+    except BaseException:
+        if recorder is not None:
+            recorder.discard()
+        raise
+    if recorder is not None:
+        _attach_preview(result, recorder)
+    return result
+
+
+def _preview_recorder(directory: Path | None, *, info, options, threads: int):
+    """A recorder of the analysed frames into a temporary preview file in `directory`, or None."""
+    if directory is None:
+        return None
+    from shared.model.preview import PreviewRecorder, temporary_preview_path
+
+    return PreviewRecorder(temporary_preview_path(directory), info=info, frame_stride=options.frame_stride,
+                           threads=threads)
+
+
+def _attach_preview(result: AnalysisResult, recorder) -> None:
+    """The finished preview as the result's artifact; a failed one is a warning, not a failed analysis."""
+    from shared.model.preview import PreviewFailed, as_artifact
+
+    try:
+        result.artifacts.append(as_artifact(recorder.finish()))
+    except PreviewFailed as exc:
+        result.warnings.append(Reason("preview_failed", str(exc)))
+    result.timings["preview_s"] = recorder.busy_s

@@ -54,10 +54,36 @@ def test_the_index_comes_first_so_the_browser_plays_while_it_downloads(clip, tmp
 
 
 def test_sizes_and_rates():
-    assert scaled_size(1280, 720, short_side=480) == (853, 480)
-    assert scaled_size(720, 1280, short_side=480) == (480, 853)  # portrait: the short side is the width
+    assert scaled_size(1280, 720, short_side=480) == (852, 480)  # even, for yuv420p
+    assert scaled_size(720, 1280, short_side=480) == (480, 852)  # portrait: the short side is the width
     assert scaled_size(320, 240, short_side=480) == (320, 240)  # never upscaled
     assert [frame_stride_for(fps, max_fps=15) for fps in (10, 15, 25, 30, 60, 0)] == [1, 1, 2, 2, 4, 1]
+
+
+def test_the_recorder_keeps_every_kth_frame_it_is_given_scaled(clip, tmp_path):
+    from shared.model.preview import PreviewRecorder
+    from shared.model.video import VideoReader, probe_video
+
+    info = probe_video(clip)
+    recorder = PreviewRecorder(tmp_path / "r.mp4", info=info, short_side=120)
+    passed = sum(len(batch) for batch in recorder.tap(VideoReader(clip, batch_size=7, info=info)))
+    encoded = recorder.finish()
+
+    stream, times, _, _ = _decode(encoded.path)
+    assert passed == 90 and (stream.frames, stream.width, stream.height) == (45, 160, 120)
+    assert times[:3] == pytest.approx([0.0, 2 / 30, 4 / 30], abs=1e-3) and recorder.busy_s > 0
+
+
+def test_a_discarded_recording_leaves_no_file(clip, tmp_path):
+    from shared.model.preview import PreviewRecorder
+    from shared.model.video import VideoReader, probe_video
+
+    info = probe_video(clip)
+    recorder = PreviewRecorder(tmp_path / "r.mp4", info=info)
+    recorder.add(next(iter(VideoReader(clip, batch_size=4, info=info))))
+    recorder.discard()
+
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cancelling_stops_the_preview_and_leaves_no_file(clip, tmp_path):
@@ -97,5 +123,11 @@ def test_analyze_video_adds_the_preview_only_where_it_is_asked_for(clip, tmp_pat
     assert with_preview.timings["preview_s"] > 0
     assert with_preview.to_dict()["artifacts"] == [{"name": PREVIEW_NAME, "media_type": PREVIEW_MEDIA_TYPE,
                                                     "track_id": None, "description": preview.description}]
-    assert _decode(preview.path)[0].frames == 45
+    # made from the analysed frames: every third of 30 fps is 10 fps, under the cap, so all 30 of them
+    stream, times, _, _ = _decode(preview.path)
+    assert (stream.frames, stream.width, stream.height) == (30, 320, 240)
+    assert np.diff(times) == pytest.approx(np.full(29, 0.1), abs=1e-3)
     assert switched_off.artifacts == [] and not (tmp_path / "off").exists()
+    with pytest.raises(AnalysisCancelled):  # a cancelled analysis leaves no half-made preview behind
+        analyze_video(clip, options=options, cache=cache, preview_dir=tmp_path / "cancelled", should_cancel=lambda: True)
+    assert list((tmp_path / "cancelled").iterdir()) == []
