@@ -27,8 +27,8 @@ _JOB_ID = Param("job_id", "The job's id (a UUID).", {"type": "string", "format":
 
 
 @bp.post("/jobs")
-@operation(responses={202: "Job", 400: "Error", 413: "Error", 415: "Error", 422: "Error", 503: "Error"},
-           body=JOB_UPLOAD_BODY)
+@operation(responses={202: "Job", 400: "Error", 408: "Error", 413: "Error", 415: "Error", 422: "Error",
+                      429: "Error", 503: "Error"}, body=JOB_UPLOAD_BODY)
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a video for analysis.
 

@@ -45,8 +45,8 @@ class BatchNotFoundError(ApiError):
 
 
 @bp.post("")
-@operation(responses={201: "Batch", 400: "Error", 403: "Error", 422: "Error", 503: "Error"},
-           body=BATCH_CREATE_BODY, tag="batches")
+@operation(responses={201: "Batch", 400: "Error", 403: "Error", 413: "Error", 422: "Error", 429: "Error",
+                      503: "Error"}, body=BATCH_CREATE_BODY, tag="batches")
 def create_batch() -> tuple[Response, int, dict[str, str]]:
     """Create a batch: empty (add files with POST .../items), or importing files already on the server.
 
@@ -98,8 +98,9 @@ def get_batch(batch_id: str) -> Response:
 
 
 @bp.post("/<batch_id>/items")
-@operation(responses={201: "Job", 400: "Error", 404: "Error", 409: "Error", 413: "Error", 422: "Error",
-                      503: "Error"}, params=(_BATCH_ID,), body=BATCH_ITEM_BODY, tag="batches")
+@operation(responses={201: "Job", 400: "Error", 404: "Error", 408: "Error", 409: "Error", 413: "Error",
+                      422: "Error", 429: "Error", 503: "Error"}, params=(_BATCH_ID,), body=BATCH_ITEM_BODY,
+           tag="batches")
 def add_item(batch_id: str) -> tuple[Response, int]:
     """Add one uploaded video to the batch; it is analysed with the batch's settings.
 
@@ -107,12 +108,12 @@ def add_item(batch_id: str) -> tuple[Response, int]:
     item with its error, and still answers 201: the batch goes on without it.
     """
     batch = load_batch(batch_id)
-    check_write_allowed(declared_bytes=request.content_length)
+    check_write_allowed(declared_bytes=request.content_length, owner=batch.owner)
     form = receive_form()
     upload = form.video
     try:
         refuse_ambiguous_parts(form)
-        check_storage(upload.size)
+        check_storage(upload.size, owner=batch.owner)
         fields = dict(form.fields)
         label = _label(fields.pop(PATH_FIELD, None), upload.original_name)
         if fields:

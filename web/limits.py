@@ -60,15 +60,20 @@ class StorageQuotaExceededError(ApiError):
     code = "storage_quota_exceeded"
 
 
-def check_write_allowed(*, declared_bytes: int | None = None, new_jobs: int = 1) -> None:
-    """Before a write is read: the rate, the active jobs it would add, and its declared upload size."""
-    check_rate()
-    check_active_jobs(new_jobs)
+def check_write_allowed(*, declared_bytes: int | None = None, new_jobs: int = 1, owner: str | None = None) -> None:
+    """Before a write is read: the rate, the active jobs it would add, and its declared upload size.
+
+    `owner`: whose budget (default `current_owner()`; a batch item counts for the batch's owner, which is
+    who an admin adding to another owner's batch writes for).
+    """
+    owner = owner or current_owner()
+    check_rate(owner=owner)
+    check_active_jobs(new_jobs, owner=owner)
     if declared_bytes:
-        check_storage(declared_bytes)
+        check_storage(declared_bytes, owner=owner)
 
 
-def check_rate() -> None:
+def check_rate(*, owner: str | None = None) -> None:
     """Count this request in the owner's current window; 429 `rate_limited` past RATE_LIMIT_PER_MINUTE."""
     limit = current_settings().rate_limit_per_minute
     client = _redis_client()
@@ -76,7 +81,7 @@ def check_rate() -> None:
         return
     now = time.time()
     window = int(now // RATE_WINDOW_S)
-    key = f"{KEY_PREFIX}{_deployment()}:{current_owner()}:{window}"
+    key = f"{KEY_PREFIX}{_deployment()}:{owner or current_owner()}:{window}"
     try:
         with client.pipeline(transaction=True) as pipe:
             count, _ = pipe.incr(key).expire(key, 2 * RATE_WINDOW_S).execute()
@@ -89,24 +94,24 @@ def check_rate() -> None:
                                f"{retry_after} s", headers={"Retry-After": str(retry_after)})
 
 
-def check_active_jobs(new_jobs: int = 1) -> None:
+def check_active_jobs(new_jobs: int = 1, *, owner: str | None = None) -> None:
     """429 `too_many_active_jobs` when `new_jobs` more would pass MAX_ACTIVE_JOBS_PER_OWNER."""
     limit = current_settings().max_active_jobs_per_owner
     if not limit:
         return
-    active = quotas.active_job_count(session=get_session(), owner=current_owner())
+    active = quotas.active_job_count(session=get_session(), owner=owner or current_owner())
     if active + new_jobs > limit:
         raise TooManyActiveJobsError(f"{active} of your jobs are queued or running and this server allows "
                                      f"{limit} (MAX_ACTIVE_JOBS_PER_OWNER); wait for some to finish or cancel them")
 
 
-def check_storage(new_bytes: int) -> None:
+def check_storage(new_bytes: int, *, owner: str | None = None) -> None:
     """413 `storage_quota_exceeded` when `new_bytes` more would pass MAX_STORAGE_MB_PER_OWNER."""
     settings = current_settings()
     limit_mb = settings.max_storage_mb_per_owner
     if not limit_mb:
         return
-    stored = quotas.stored_upload_bytes(session=get_session(), owner=current_owner(),
+    stored = quotas.stored_upload_bytes(session=get_session(), owner=owner or current_owner(),
                                         keep_days=settings.upload_retention_days,
                                         failed_batch_keep_days=settings.failed_batch_upload_retention_days)
     if stored + new_bytes > limit_mb * MIB:

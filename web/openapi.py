@@ -25,8 +25,10 @@ UNAUTHORIZED_RESPONSE = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RULE_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request", 404: "Not found", 405: "Method not allowed",
-                413: "Upload too large", 415: "Not a video", 422: "Unprocessable input", 500: "Internal error",
-                503: "Unavailable"}
+                408: "The upload stalled (upload_timeout): nothing arrived for CLIENT_READ_TIMEOUT_S",
+                413: "Upload too large, or over the owner's storage quota (storage_quota_exceeded)",
+                415: "Not a video", 422: "Unprocessable input", 429: "Too many requests: rate_limited (with "
+                "Retry-After) or too_many_active_jobs", 500: "Internal error", 503: "Unavailable"}
 
 
 @dataclass(frozen=True)

@@ -252,3 +252,12 @@ def test_an_import_past_a_quota_creates_no_batch(make_client, settings, video_cl
     assert client.get("/api/v1/batches").json["batches"] == []
     assert uploads(settings) == []
     assert job_count(session_factory) == 0
+
+
+def test_the_openapi_document_declares_the_limits(client):
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+
+    for path in ("/api/v1/jobs", "/api/v1/batches", "/api/v1/batches/{batch_id}/items"):
+        declared = paths[path]["post"]["responses"]
+        assert {"413", "429"} <= set(declared), path
+    assert "408" in paths["/api/v1/jobs"]["post"]["responses"]
