@@ -133,7 +133,21 @@ def worker_command(args: argparse.Namespace) -> int:
     app.worker_main(["worker", "--queues", ",".join(settings.worker_queues), "--pool", pool,
                      "--concurrency", str(args.concurrency), "--hostname", hostname,
                      "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"])
+    _exit_without_native_teardown(0)
     return 0
+
+
+def _exit_without_native_teardown(code: int) -> None:
+    """Leave once Celery has stopped: every job outcome is committed and every message acknowledged.
+
+    A normal interpreter exit then runs the native libraries' static destructors while their thread pools
+    (OpenVINO, torch) still exist, and the process died with SIGABRT ("terminate called without an active
+    exception") after each warm shutdown, which reads as a crash to a supervisor.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def default_pool(device: str) -> str:
@@ -161,7 +175,6 @@ def web_command(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise CommandError("REDIS_URL is not set: the web app needs the broker (or run `deepfake serve`)")
     check_access(settings, host=args.host, processes=args.workers if args.server == "gunicorn" else 1)
-    check_access(settings, host=args.host, processes=args.workers if args.server == "gunicorn" else 1)
     require_shared_services(settings, role="web app")
     if args.server == "werkzeug":
         _serve_web(settings, host=args.host, port=args.port)
@@ -184,16 +197,6 @@ def require_shared_services(settings, *, role: str) -> None:
     if settings.storage == "local":
         print(f"deepfake: STORAGE=local: every web and worker machine must see the same DATA_DIR "
               f"({settings.data_dir}), e.g. a shared folder; or set STORAGE=s3", file=sys.stderr, flush=True)
-
-
-def check_access(settings, *, host: str, processes: int = 1) -> None:
-    """Refuse to serve without accounts on a network address (web/auth.py); else say who may use it."""
-    from web.auth import listen_notice, listen_refusal
-
-    refusal = listen_refusal(settings, host=host, processes=processes)
-    if refusal:
-        raise CommandError(refusal)
-    print(f"deepfake: {listen_notice(settings, host=host)}", flush=True)
 
 
 def check_access(settings, *, host: str, processes: int = 1) -> None:
@@ -310,7 +313,6 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise CommandError("--workers must be 0 or more")
     settings = Settings.from_env()
-    check_access(settings, host=args.host)
     check_access(settings, host=args.host)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     redis_process: subprocess.Popen | None = None

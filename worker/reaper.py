@@ -23,13 +23,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any, Iterator
 
 import redis
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 from sqlalchemy.pool import NullPool
@@ -102,6 +104,19 @@ class Reaper:
         for job_id in requeued:
             log.warning("job %s: its worker stopped responding; requeued at the front", job_id)
         return requeued
+
+    def hand_back(self, workers: list[str]) -> list[str]:
+        """A shutting-down worker's running jobs go back to the front of their lane at once (sent before
+        the commit, as for stale jobs), instead of waiting HEARTBEAT_TIMEOUT_S to be found stale."""
+        with self._sessions() as session:
+            handed = jobs.hand_back_jobs(session=session, workers=workers)
+            job_lanes = lane_store.job_lanes(session=session, job_ids=handed)
+            for job_id in handed:
+                self._send(job_id, lane=job_lanes[job_id])
+            session.commit()
+        for job_id in handed:
+            log.warning("job %s: handed back at shutdown; requeued at the front of its lane", job_id)
+        return handed
 
     def resend_lost(self) -> list[str]:
         """Send again the queued jobs whose message is in none of their lane's queues (sent before committing)."""
@@ -272,8 +287,36 @@ def connect(app: Celery) -> None:
             reaper.stop()
             app.deepfake_reaper = None
 
+    def hand_back(sender: Any = None, **_: Any) -> None:
+        reaper = getattr(app, "deepfake_reaper", None)
+        if reaper is None:
+            return
+        # In a thread: this runs inside the SIGTERM handler, which may have interrupted the solo pool's
+        # task mid-call on the same thread.
+        worker = threading.Thread(target=_hand_back_quietly, args=(reaper, worker_process_names()),
+                                  name="deepfake-hand-back")
+        worker.start()
+        worker.join(timeout=30)
+
     worker_ready.connect(start, weak=False)
+    worker_shutting_down.connect(hand_back, weak=False)
     worker_shutdown.connect(stop, weak=False)
+
+
+def worker_process_names() -> list[str]:
+    """The `worker` names (host:pid, see WorkerContext.worker_name) of this process and its pool's children."""
+    import psutil
+
+    host = socket.gethostname()
+    pids = [os.getpid()] + [child.pid for child in psutil.Process().children(recursive=True)]
+    return [f"{host}:{pid}" for pid in pids]
+
+
+def _hand_back_quietly(reaper: "Reaper", workers: list[str]) -> None:
+    try:
+        reaper.hand_back(workers)
+    except Exception:  # the database or broker is away: the jobs go stale and the reapers requeue them
+        log.warning("could not hand back running jobs at shutdown; they will be requeued once stale", exc_info=True)
 
 
 def _app_of(sender: Any) -> Any:

@@ -336,6 +336,26 @@ def reap_stale_jobs(*, session: Session, stale_after_s: float, max_attempts: int
     return requeued
 
 
+def hand_back_jobs(*, session: Session, workers: Sequence[str]) -> list[str]:
+    """The running jobs of these worker processes (a worker shutting down) → queued at once, sent now;
+    one whose cancellation was requested is cancelled instead. Flushed, not committed: the caller sends
+    the tasks, then commits. The processes see at their next heartbeat that the job is no longer theirs
+    and stop without writing anything. Returns the ids handed back."""
+    names = [name[:255] for name in workers]
+    if not names:
+        return []
+    now = utcnow()
+    mine = and_(Job.status == JobStatus.RUNNING.value, Job.worker.in_(names))
+    _update(session, and_(mine, Job.cancel_requested.is_(True)), status=JobStatus.CANCELLED.value,
+            finished_at=now, updated_at=now)
+    handed = []
+    for job_id, attempts in session.execute(select(Job.id, Job.attempts).where(mine)).all():
+        if _update(session, and_(Job.id == job_id, mine, Job.attempts == attempts), status=JobStatus.QUEUED.value,
+                   worker=None, heartbeat_at=None, updated_at=now, sent_at=now):
+            handed.append(job_id)
+    return handed
+
+
 def unsent_queued_jobs(*, session: Session, sent_before_s: float, limit: int = 500) -> list[str]:
     """Ids of queued jobs whose task was last sent more than `sent_before_s` ago (or at an unknown
     time), oldest first: their message may be lost, or they may just wait in a long queue."""
