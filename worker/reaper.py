@@ -94,13 +94,9 @@ class Reaper:
         with no task to run them. A task sent for a job whose requeue then did not commit is still
         honoured: a worker claims a stale running job as it would a queued one.
         """
-        with self._sessions() as session:
-            requeued = jobs.reap_stale_jobs(session=session, stale_after_s=self.settings.heartbeat_timeout_s,
-                                            max_attempts=self.settings.job_max_attempts, commit=False)
-            job_lanes = lane_store.job_lanes(session=session, job_ids=requeued)
-            for job_id in requeued:
-                self._send(job_id, lane=job_lanes[job_id])
-            session.commit()
+        requeued = self._requeue_to_front(lambda session: jobs.reap_stale_jobs(
+            session=session, stale_after_s=self.settings.heartbeat_timeout_s,
+            max_attempts=self.settings.job_max_attempts, commit=False))
         for job_id in requeued:
             log.warning("job %s: its worker stopped responding; requeued at the front", job_id)
         return requeued
@@ -108,15 +104,21 @@ class Reaper:
     def hand_back(self, workers: list[str]) -> list[str]:
         """A shutting-down worker's running jobs go back to the front of their lane at once (sent before
         the commit, as for stale jobs), instead of waiting HEARTBEAT_TIMEOUT_S to be found stale."""
-        with self._sessions() as session:
-            handed = jobs.hand_back_jobs(session=session, workers=workers)
-            job_lanes = lane_store.job_lanes(session=session, job_ids=handed)
-            for job_id in handed:
-                self._send(job_id, lane=job_lanes[job_id])
-            session.commit()
+        handed = self._requeue_to_front(lambda session: jobs.hand_back_jobs(session=session, workers=workers))
         for job_id in handed:
             log.warning("job %s: handed back at shutdown; requeued at the front of its lane", job_id)
         return handed
+
+    def _requeue_to_front(self, requeue: Any) -> list[str]:
+        """Run `requeue(session)` (flushed, uncommitted: it returns the job ids it moved to queued), send each
+        job to its lane's front queue, then commit: a refused send commits nothing."""
+        with self._sessions() as session:
+            ids = requeue(session)
+            job_lanes = lane_store.job_lanes(session=session, job_ids=ids)
+            for job_id in ids:
+                self._send(job_id, lane=job_lanes[job_id])
+            session.commit()
+        return ids
 
     def resend_lost(self) -> list[str]:
         """Send again the queued jobs whose message is in none of their lane's queues (sent before committing)."""
