@@ -65,6 +65,7 @@ def list_command(_args: argparse.Namespace) -> int:
 
 
 def revoke_command(args: argparse.Namespace) -> int:
+    """Revoke the key now; an unknown id is an error."""
     from shared.db import keys as key_store
 
     with _session() as session:

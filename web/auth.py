@@ -42,6 +42,7 @@ class UnauthorizedError(ApiError):
 
 
 def init_app(app: Flask) -> None:
+    """The session cookie's Secure rule, the check before every view, the 401 response, the login pages."""
     app.session_interface = SessionCookies()
     app.before_request(authenticate)
     app.register_error_handler(UnauthorizedError, _handle_unauthorized)
