@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print only the result JSON on stdout")
     parser.add_argument("--artifacts-dir", type=Path, help="write heatmaps and face thumbnails here")
     parser.add_argument("--plot", type=Path, help="write a timeline chart (PNG) of fake probability per face")
+    parser.add_argument("--annotate", type=Path, metavar="OUT.mp4",
+                        help="write a copy of the video with each track's box, name and fake probability drawn on "
+                             "(H.264 MP4, at most 720p, no audio)")
+    parser.add_argument("--no-preview", action="store_true",
+                        help="with --artifacts-dir: skip the small preview.mp4 the job page plays")
     parser.set_defaults(handler=run)
 
 
@@ -54,7 +59,7 @@ def _options(args: argparse.Namespace):
         "full_detect_every": args.full_detect_every,
         "face_detector": args.face_detector, "device": args.device, "precision": args.precision,
         "batch_size": args.batch_size, "threshold": args.threshold, "aggregation": args.aggregation,
-        "crop_margin": args.crop_margin, "heatmaps": args.heatmaps,
+        "crop_margin": args.crop_margin, "heatmaps": args.heatmaps, "preview": not args.no_preview,
     }, allow_paths=True)
 
 
@@ -77,12 +82,15 @@ def run(args: argparse.Namespace) -> int:
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
         with quiet:
-            result = analyze_video(args.video, options=options, cache=cache, on_progress=on_progress)
+            result = analyze_video(args.video, options=options, cache=cache, on_progress=on_progress,
+                                   preview_dir=args.artifacts_dir)
     finally:
         bar.close()
     data = result.to_dict()
     if args.artifacts_dir:
         _write_artifacts(result.artifacts, args.artifacts_dir)
+    if args.annotate:
+        _annotate(args.video, args.annotate, data=data, threads=cache.thread_budget.cnn)
     if args.plot:
         from shared.model.report import plot_timeline
 
@@ -98,7 +106,25 @@ def run(args: argparse.Namespace) -> int:
 def _write_artifacts(artifacts, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for artifact in artifacts:
-        (directory / artifact.name).write_bytes(artifact.data)
+        if artifact.path is not None:  # a video, made in this folder under a temporary name
+            artifact.path.replace(directory / artifact.name)
+        else:
+            (directory / artifact.name).write_bytes(artifact.data)
+
+
+def _annotate(video: Path, target: Path, *, data: dict, threads: int) -> None:
+    """The result's overlay burnt into a copy of the video, with a progress bar of its own."""
+    from tqdm import tqdm
+
+    from shared.model.annotate import annotate_video
+
+    with tqdm(total=0, unit="frame", desc="annotating", file=sys.stderr, disable=not sys.stderr.isatty(),
+              dynamic_ncols=True) as bar:
+        def on_progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        annotate_video(video, target, result=data, threads=threads, on_progress=on_progress)
 
 
 def summary(data: dict) -> str:
