@@ -11,13 +11,15 @@ from shared.db import batches as batch_store
 from web import batches as batch_api
 from web.api import fetch_job_page, load_job, partial_windows, remove_job
 from web.db import get_session
-from web.presenters import job_json, job_summary_json
+from web.presenters import job_json, job_page_view, job_summary_json
 from web.schemas import JOB_STATUSES, OPTION_PROPERTIES
-from web.security import CSRF_FIELD, require_csrf_token
+from web.security import CONTENT_SECURITY_POLICY, CSRF_FIELD, require_csrf_token
 from web.submission import submit_job
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 25
+# The job page plays the job's preview video (an artifact, same origin); no other page loads media.
+JOB_PAGE_POLICY = f"{CONTENT_SECURITY_POLICY}; media-src 'self'"
 
 
 @bp.get("/")
@@ -34,14 +36,16 @@ def upload_form() -> Response:
 
 
 @bp.get("/jobs/<job_id>")
-def job_page(job_id: str) -> str:
-    """One job: progress while it waits or runs, the verdict and timeline once it is done."""
+def job_page(job_id: str) -> Response:
+    """One job: progress while it waits or runs; once done, the verdict, the video with the faces
+    boxed, the timeline and each track's pictures."""
     session = get_session()
     job = load_job(job_id)
     doc = job_json(job, queue_position=job_store.queue_position(session=session, job=job),
                    windows=partial_windows(job))
     artifacts = job_store.list_artifacts(session=session, job_id=job.id) if doc["status"] == "succeeded" else []
-    return render_template("job.html", job=doc, artifacts=artifacts)
+    html = render_template("job.html", job=doc, artifacts=artifacts, view=job_page_view(doc, artifacts))
+    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": JOB_PAGE_POLICY})
 
 
 @bp.post("/jobs/<job_id>/delete")

@@ -161,3 +161,104 @@ def batch_item_json(job: Job) -> dict[str, Any]:
         "links": {"self": url_for("api.get_job", job_id=str(job.id)),
                   "page": url_for("pages.job_page", job_id=str(job.id))},
     }
+
+
+# The job page's words for a status: a status says where the job is, never what it found (the verdict
+# has its own block), so "succeeded" reads as the analysis having finished.
+STATUS_LABELS = {"queued": "queued", "running": "analysing", "succeeded": "analysis finished",
+                 "failed": "analysis failed", "cancelled": "cancelled"}
+# Gaps shorter than this between face tracks are detection flicker, not worth a label.
+MIN_GAP_S = 0.5
+PREVIEW_ARTIFACT = "preview.mp4"
+FAILURE_HINTS = {
+    "no_decodable_frames": "The file could not be decoded: check that it plays, or convert it to MP4 (H.264).",
+    "not_a_video": "Upload a video file (mp4, mov, mkv, webm, ...).",
+    "unsupported_format": "Convert the video to MP4 (H.264) and upload it again.",
+    "weights_not_found": "The server has no such checkpoint: choose an installed one, or ask the operator.",
+    "checkpoint_mismatch": "The checkpoint does not fit the model: choose another one.",
+    "worker_lost": "The worker stopped several times while running this job: upload the video again; "
+                   "if it happens again, tell the operator (a long video may run out of memory).",
+    "internal_error": "Upload the video again; if it fails again, tell the operator (see the worker log).",
+}
+DEFAULT_FAILURE_HINT = "Fix what the message says, then upload the video again."
+TIMING_LABELS = {"probe_s": "reading the file's header", "load_s": "loading the model (0 when already loaded)",
+                 "decode_s": "decoding", "detect_s": "finding faces", "crop_s": "cropping faces",
+                 "embed_s": "CNN features", "classify_s": "scoring windows", "heatmaps_s": "heatmaps",
+                 "preview_s": "preview video", "hash_s": "hashing the file", "total_s": "total"}
+
+
+def job_page_view(doc: dict[str, Any], artifacts: Iterable[Any]) -> dict[str, Any]:
+    """What the job page shows beyond the API document: words for the status, how far the job got,
+    the preview, each track with its pictures, the gaps in the timeline, and this job's timings."""
+    result = doc.get("result") or {}
+    rows = list(artifacts)
+    return {
+        "status_label": STATUS_LABELS.get(doc["status"], doc["status"]),
+        "how_far": how_far(doc),
+        "failure_hint": FAILURE_HINTS.get((doc.get("error") or {}).get("code"), DEFAULT_FAILURE_HINT),
+        "preview_url": next((url_for("api.get_artifact", job_id=doc["id"], name=a.name) for a in rows
+                             if a.name == PREVIEW_ARTIFACT), None),
+        "tracks": track_cards(doc["id"], result, rows),
+        "other_pictures": [artifact_json(doc["id"], a) for a in rows
+                           if a.track_id is None and a.media_type.startswith("image/")],
+        "gaps": timeline_gaps(result),
+        "timings": job_timings(result),
+    }
+
+
+def how_far(doc: dict[str, Any]) -> str:
+    """`120 of 600 frames (20%)`: how much of the video was analysed."""
+    progress = doc.get("progress") or {}
+    done, total = progress.get("frames_done") or 0, progress.get("frames_total") or 0
+    if not total:
+        return "before any frame was analysed" if not done else f"after {done} frames"
+    return f"after {done} of {total} frames ({round(100 * min(done / total, 1.0))}%)"
+
+
+def track_cards(job_id: str, result: dict[str, Any], artifacts: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each face track of the result with its span in seconds and its own pictures (heatmaps, faces)."""
+    pictures: dict[int, list[dict[str, Any]]] = {}
+    for artifact in artifacts:
+        if artifact.track_id is not None and artifact.media_type.startswith("image/"):
+            pictures.setdefault(artifact.track_id, []).append(artifact_json(job_id, artifact))
+    cards = []
+    for track in result.get("tracks") or []:
+        start, end = _track_span_s(track, fps=(result.get("video") or {}).get("fps"))
+        cards.append({"id": track["id"], "verdict": track.get("verdict"), "fake_probability": track.get("fake_probability"),
+                      "start_s": start, "end_s": end, "windows": len(track.get("windows") or []),
+                      "pictures": pictures.get(track["id"], [])})
+    return cards
+
+
+def timeline_gaps(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stretches of the video where no face track was on screen, with the words that explain them."""
+    video = result.get("video") or {}
+    duration = video.get("duration_s") or 0.0
+    spans = sorted(_track_span_s(t, fps=video.get("fps")) for t in result.get("tracks") or [])
+    gaps, covered_to = [], 0.0
+    for start, end in [*spans, (duration, duration)]:
+        if start - covered_to >= MIN_GAP_S:
+            gaps.append({"start_s": round(covered_to, 1), "end_s": round(start, 1),
+                         "text": f"no face found from {covered_to:.1f} s to {start:.1f} s"})
+        covered_to = max(covered_to, end)
+    return gaps
+
+
+def _track_span_s(track: dict[str, Any], *, fps: float | None) -> tuple[float, float]:
+    """When the track was on screen: its first and last sampled boxes, else its windows, else its frames."""
+    boxes, windows = track.get("boxes") or [], track.get("windows") or []
+    if boxes:
+        return boxes[0]["t"], boxes[-1]["t"]
+    if windows:
+        return min(w["start_s"] for w in windows), max(w["end_s"] for w in windows)
+    rate = fps or 1.0
+    return track.get("first_frame", 0) / rate, track.get("last_frame", 0) / rate
+
+
+def job_timings(result: dict[str, Any]) -> dict[str, Any]:
+    """This job's own timings in words; a reused result's timings are another job's, so they are not shown."""
+    reused = result.get("reused_from")
+    if reused:
+        return {"reused_from": reused.get("job_id"), "rows": []}
+    timings = result.get("timings") or {}
+    return {"reused_from": None, "rows": [(TIMING_LABELS.get(name, name), value) for name, value in timings.items()]}

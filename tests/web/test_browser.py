@@ -123,3 +123,52 @@ def test_a_batch_of_files_uploads_from_the_page_and_lists_each_file(live_server,
     assert "notes.mp4" in rows[1] and "failed" in rows[1] and "not_a_video" in rows[1]
     refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
     assert refused == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_job_page_plays_the_preview_with_each_tracks_box_and_the_timeline_seeks_it(
+        live_server, browser, make_job, advance_job, video_clip, tmp_path):
+    """A real preview.mp4 under the CSP: boxes where the result says (interpolated, scaled), a click on a
+    timeline window seeks the video to its start, and the playhead follows the video."""
+    from selenium.webdriver.common.by import By
+
+    from shared.model.annotate import probability_colour
+    from tests.web.job_media import TRACK0_BOXES, result_with_preview
+
+    job_id = make_job()
+    advance_job(job_id, "succeeded", result=result_with_preview(video_clip, tmp_path / "made"))
+    browser.get(f"{live_server}/jobs/{job_id}")
+    video = browser.find_element(By.ID, "preview")
+    js = browser.execute_script
+    wait_for(lambda: js("return arguments[0].readyState >= 1", video), timeout=30, what="the preview's metadata")
+    assert js("return [arguments[0].videoWidth, arguments[0].videoHeight]", video) == [160, 120]
+    box = browser.find_element(By.CSS_SELECTOR, '#overlay .track-box[data-track="0"]')
+    assert not box.is_displayed()  # at 0 s no face is on screen yet
+
+    window = browser.find_elements(By.CSS_SELECTOR, '#timeline g.window[data-track="0"]')[3]
+    start = float(window.get_attribute("data-start-s"))
+    window.click()
+    wait_for(lambda: abs(js("return arguments[0].currentTime", video) - start) < 1e-3
+             and not js("return arguments[0].seeking", video), timeout=30, what="the video to seek to the window")
+
+    (t0, first), (t1, last) = TRACK0_BOXES
+    f = (start - t0) / (t1 - t0)
+    expected = [a + (b - a) * f for a, b in zip(first, last)]
+    scale = js("return arguments[0].clientWidth", video) / 160
+    wait_for(box.is_displayed, timeout=10, what="track 0's box")
+    origin, drawn = video.rect, box.rect
+    assert drawn["x"] - origin["x"] == pytest.approx(expected[0] * scale, abs=2)
+    assert drawn["y"] - origin["y"] == pytest.approx(expected[1] * scale, abs=2)
+    assert drawn["width"] == pytest.approx((expected[2] - expected[0]) * scale, abs=2)
+    assert box.text == "track 0 91%"
+    assert box.value_of_css_property("border-top-color") in (
+        "rgb({}, {}, {})".format(*probability_colour(0.91)), "rgba({}, {}, {}, 1)".format(*probability_colour(0.91)))
+    playhead = browser.find_element(By.ID, "playhead")
+    assert float(playhead.get_attribute("x1")) == pytest.approx(52 + 692 * start / 2.0, abs=0.5)
+
+    js("arguments[0].play()", video)
+    wait_for(lambda: float(playhead.get_attribute("x1")) > 52 + 692 * (start + 0.2) / 2.0, timeout=30,
+             what="the playhead to move while the video plays")
+    browser.save_screenshot("/tmp/deepfake-job-player.png")
+    refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert refused == []
