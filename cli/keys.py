@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def create_command(args: argparse.Namespace) -> int:
     """Create the key, print it once on stdout, and how to use it on stderr."""
     from shared.db import keys as key_store
+    from shared.settings import AUTH_KEYS, Settings
 
     with _session() as session:
         try:
@@ -45,6 +46,9 @@ def create_command(args: argparse.Namespace) -> int:
     print(f"created {role} {row.id} for {row.owner!r}. It is shown only now: store it safely. Use it as "
           "DEEPFAKE_API_KEY for the CLI, Authorization: Bearer for the API, or paste it on the login page.",
           file=sys.stderr, flush=True)
+    if Settings.from_env().auth != AUTH_KEYS:
+        print("note: AUTH is not keys here; a service asks for keys only when started with AUTH=keys",
+              file=sys.stderr, flush=True)
     return 0
 
 

@@ -47,6 +47,7 @@ def cli_env(monkeypatch, settings):
     monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("DEEPFAKE_API_KEY", raising=False)
     monkeypatch.delenv("DEEPFAKE_SERVER", raising=False)
+    monkeypatch.delenv("AUTH", raising=False)
 
 
 def _create_key(sessions, owner: str, *, admin: bool = False) -> tuple[str, str]:
@@ -63,7 +64,7 @@ def test_keys_create_prints_the_key_once_list_shows_it_and_revoke_stops_it(cli_e
     with sessions() as session:
         row = key_store.verify_key(session=session, key=key)
         assert (row.owner, row.admin, row.label) == ("alice", False, "laptop")
-    assert key not in err and row.id in err
+    assert key not in err and row.id in err and "AUTH is not keys here" in err
 
     assert main(["keys", "create", "--owner", "ops", "--admin"]) == 0
     capsys.readouterr()
