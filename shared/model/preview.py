@@ -88,7 +88,12 @@ class H264Writer:
 
     def write(self, rgb: np.ndarray, *, t: float) -> None:
         """Encode one (H, W, 3) uint8 RGB frame shown at `t` seconds (times must not go back)."""
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.height, : self.width]), format="rgb24")
+        import cv2
+
+        # OpenCV's RGB → I420 (BT.601, as FFmpeg's default): 0.4 ms a 480p frame where FFmpeg's
+        # scaler from an RGB frame takes 1.0 ms.
+        yuv = cv2.cvtColor(np.ascontiguousarray(rgb[: self.height, : self.width]), cv2.COLOR_RGB2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         pts = max(int(round(t / _TIME_BASE)), self._last_pts + 1)
         frame.pts, frame.time_base, self._last_pts = pts, _TIME_BASE, pts
         self._container.mux(self._stream.encode(frame))
