@@ -85,7 +85,7 @@ class Settings:
     engine_processes: int = 1  # ENGINE_PROCESSES: analysing processes sharing this machine's cores
     # Probe-time limits on a video (shared.media.limits; 0 = no limit). Pixels, not a side, so portrait and
     # landscape count alike: 4096×2160 (DCI 4K; UHD 3840×2160 too) passes, 5K and 8K do not. An 8K frame is
-    # 100 MB as RGB; measured peaks in docs/ARCHITECTURE.md (Limits): 1.35 GB at 4K, 1.66 GB at 8K.
+    # 100 MB as RGB; measured peaks in docs/ARCHITECTURE.md (Limits): up to 1.43 GB at 4K, 1.93 GB at 8K.
     max_video_pixels: int = 4096 * 2160  # MAX_VIDEO_PIXELS
     max_video_duration_s: int = 4 * 3600  # MAX_VIDEO_DURATION_S
     max_video_fps: int = 240  # MAX_VIDEO_FPS: slow-motion phone video is 240
