@@ -251,12 +251,33 @@ def timed_gthread_worker(read_timeout_s: int) -> type:
     from gunicorn.workers.gthread import ThreadWorker
 
     class TimedThreadWorker(ThreadWorker):
+        def init_process(self) -> None:
+            self.log.error_log.addFilter(StalledClientLog(read_timeout_s))
+            super().init_process()
+
         def enqueue_req(self, conn) -> None:
             if read_timeout_s:
                 set_socket_timeouts(conn.sock, read_timeout_s)
             super().enqueue_req(conn)
 
     return TimedThreadWorker
+
+
+class StalledClientLog(logging.Filter):
+    """gunicorn logs a read timeout in a request head as an error with a traceback; one line instead, so
+    many stalled clients do not flood the log."""
+
+    def __init__(self, read_timeout_s: int) -> None:
+        super().__init__()
+        self.read_timeout_s = read_timeout_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], BlockingIOError):
+            record.msg, record.args = "dropped a client that sent nothing for %d s (CLIENT_READ_TIMEOUT_S)", \
+                (self.read_timeout_s,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def set_socket_timeouts(sock: socket.socket, seconds: int) -> None:

@@ -26,8 +26,9 @@ GIVE_UP_S = 60
 
 
 @pytest.fixture(params=["gunicorn", "werkzeug"])
-def web(request, tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """`deepfake web --server <param>` with a 1 s read timeout and the per-owner limits off."""
+def web(request, tmp_path: Path) -> Iterator[tuple[int, Path, str, Path]]:
+    """`deepfake web --server <param>` with a 1 s read timeout and the per-owner limits off; yields its
+    port, uploads folder, server name and log."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update({"REDIS_URL": REDIS_URL, "DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
@@ -43,7 +44,7 @@ def web(request, tmp_path: Path) -> Iterator[tuple[int, Path]]:
                                    start_new_session=True)
     try:
         wait_for(lambda: _healthy(port), timeout=30, what=f"{request.param} to answer")
-        yield port, tmp_path / "var" / "uploads"
+        yield port, tmp_path / "var" / "uploads", request.param, tmp_path / "web.log"
     finally:
         stop_process_group(process)
 
@@ -73,7 +74,7 @@ def _read_all(sock: socket.socket) -> bytes:
 
 
 def test_a_stalled_upload_body_is_answered_408_and_nothing_is_kept(web):
-    port, uploads_dir = web
+    port, uploads_dir, _, _ = web
     part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"slow.mp4\"\r\n"
             "Content-Type: video/mp4\r\n\r\n").encode() + b"\0" * 4096
     head = (f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
@@ -92,7 +93,7 @@ def test_a_stalled_upload_body_is_answered_408_and_nothing_is_kept(web):
 
 
 def test_a_stalled_request_head_is_dropped(web):
-    port, _ = web
+    port, _, server, log = web
     with _connect(port) as sock:
         sock.sendall(b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multi")
         response = _read_all(sock)
@@ -100,3 +101,6 @@ def test_a_stalled_request_head_is_dropped(web):
     # The connection ends without the request being served (werkzeug may say 408 first; gunicorn just closes).
     assert response == b"" or response.startswith(b"HTTP/1.") and b" 408 " in response.split(b"\r\n")[0]
     assert _healthy(port)
+    if server == "gunicorn":  # one line per dropped client, not a traceback
+        text = log.read_text()
+        assert "dropped a client that sent nothing for 1 s" in text and "Traceback" not in text
