@@ -91,7 +91,10 @@ class Settings:
     max_video_fps: int = 240  # MAX_VIDEO_FPS: slow-motion phone video is 240
     max_video_streams: int = 16  # MAX_VIDEO_STREAMS: video + a few audio and subtitle tracks
     # Per-owner limits of the API's writes (web.limits; 0 = off). The rate is counted in Redis: no Redis, no limit.
-    rate_limit_per_minute: int = 60  # RATE_LIMIT_PER_MINUTE: job submissions, batch creations, batch items
+    # RATE_LIMIT_PER_MINUTE: job submissions, batch creations and batch items together. 600 (10 a second) stops a
+    # flood without cutting a batch of hundreds of small files short: `deepfake batch` and the batch page upload one
+    # request per file and do not yet wait out a 429.
+    rate_limit_per_minute: int = 600
     max_active_jobs_per_owner: int = 1000  # MAX_ACTIVE_JOBS_PER_OWNER: queued + running; a batch of hundreds fits
     max_storage_mb_per_owner: int = 100 * 1024  # MAX_STORAGE_MB_PER_OWNER: uploads still stored (web.limits)
     # CLIENT_READ_TIMEOUT_S: the web server gives up on a client that sends nothing for this long (a stalled
@@ -136,7 +139,7 @@ class Settings:
             max_video_duration_s=max(0, _int(env, "MAX_VIDEO_DURATION_S", 4 * 3600)),
             max_video_fps=max(0, _int(env, "MAX_VIDEO_FPS", 240)),
             max_video_streams=max(0, _int(env, "MAX_VIDEO_STREAMS", 16)),
-            rate_limit_per_minute=max(0, _int(env, "RATE_LIMIT_PER_MINUTE", 60)),
+            rate_limit_per_minute=max(0, _int(env, "RATE_LIMIT_PER_MINUTE", 600)),
             max_active_jobs_per_owner=max(0, _int(env, "MAX_ACTIVE_JOBS_PER_OWNER", 1000)),
             max_storage_mb_per_owner=max(0, _int(env, "MAX_STORAGE_MB_PER_OWNER", 100 * 1024)),
             client_read_timeout_s=max(0, _int(env, "CLIENT_READ_TIMEOUT_S", 60)),
