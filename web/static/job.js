@@ -62,10 +62,19 @@
     return end > 0 ? end : 1;
   }
 
-  function gapsOnPage() {
-    return Array.prototype.map.call(document.querySelectorAll("#timeline-gaps li"), function (li) {
-      return { start: parseFloat(li.dataset.startS), end: parseFloat(li.dataset.endS), text: li.textContent };
+  // Stretches to shade: where no face was found (listed on the page), and while the job runs, the part of
+  // the video not analysed yet.
+  function gapsOf(doc, duration) {
+    var gaps = Array.prototype.map.call(document.querySelectorAll("#timeline-gaps li"), function (li) {
+      return { start: parseFloat(li.dataset.startS), end: parseFloat(li.dataset.endS), text: li.textContent, label: "no face" };
     });
+    var progress = doc.progress || {};
+    if (doc.status === "running" && progress.frames_total && progress.frames_done < progress.frames_total) {
+      var from = duration * progress.frames_done / progress.frames_total;
+      gaps.push({ start: from, end: duration, label: "not yet analysed",
+                  text: "not yet analysed from " + from.toFixed(1) + " s to " + duration.toFixed(1) + " s" });
+    }
+    return gaps;
   }
 
   function seek(seconds) {
@@ -90,12 +99,12 @@
     var y = function (p) { return T + (H - T - B) * (1 - p); };
     var svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-labelledby": "timeline-svg-title", class: "timeline-svg" });
     svg.appendChild(el("title", { id: "timeline-svg-title" }, "Fake probability over time for " + tracks.length + " face track(s); threshold " + percent(threshold)));
-    gapsOnPage().forEach(function (gap) {
+    gapsOf(doc, duration).forEach(function (gap) {
       var shade = el("rect", { x: x(gap.start), y: T, width: Math.max(1, x(gap.end) - x(gap.start)), height: H - T - B, class: "gap" });
       shade.appendChild(el("title", {}, gap.text));
       svg.appendChild(shade);
-      if (x(gap.end) - x(gap.start) > 40) {
-        svg.appendChild(el("text", { x: (x(gap.start) + x(gap.end)) / 2, y: T + 14, "text-anchor": "middle", class: "gap-label" }, "no face"));
+      if (x(gap.end) - x(gap.start) > 7 * gap.label.length) {
+        svg.appendChild(el("text", { x: (x(gap.start) + x(gap.end)) / 2, y: T + 14, "text-anchor": "middle", class: "gap-label" }, gap.label));
       }
     });
     [0, 0.25, 0.5, 0.75, 1].forEach(function (p) {
@@ -274,13 +283,13 @@
     });
   }
 
-  Array.prototype.forEach.call(document.querySelectorAll(".track-card"), function (card) {
-    var p = card.dataset.probability;
-    var swatch = card.querySelector(".swatch");
-    if (swatch) swatch.style.background = probabilityColour(p === "" ? null : parseFloat(p));
-  });
-
   drawTimeline(job);
+  // Each track card's swatch is its line's colour on the timeline, as in the legend.
+  var scored = tracksOf(job).filter(function (t) { return t.windows && t.windows.length; });
+  scored.forEach(function (track, k) {
+    var swatch = document.querySelector('.track-card[data-track="' + track.id + '"] .swatch');
+    if (swatch) swatch.style.background = COLORS[k % COLORS.length];
+  });
   setUpOverlay();
   if (job.status === "queued" || job.status === "running") {
     showProgress(job);
