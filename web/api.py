@@ -120,7 +120,7 @@ def list_job_artifacts(job_id: str) -> Response:
 @operation(responses={200: None, 404: "Error"}, media_type="image/png", params=(
     _JOB_ID, Param("name", "The artifact's file name.", location="path")))
 def get_artifact(job_id: str, name: str) -> Response:
-    """Download one artifact of a job."""
+    """Download one artifact of a job (Range requests get 206, so the preview video can seek)."""
     job = load_job(job_id)
     if not _ARTIFACT_NAME.match(name):
         raise ArtifactNotFoundError(f"no artifact named {name!r}")
@@ -128,7 +128,8 @@ def get_artifact(job_id: str, name: str) -> Response:
     path = _artifact_path(artifact.path if artifact else None)
     if path is None:
         raise ArtifactNotFoundError(f"job {job_id} has no artifact named {name!r}")
-    return send_file(path, mimetype=artifact.media_type)  # cached privately only: see web.security
+    # conditional: Range → 206 / 416 and ETag → 304, which a <video> needs to seek; cached privately only (web.security)
+    return send_file(path, mimetype=artifact.media_type, conditional=True)
 
 
 @bp.get("/openapi.json")
