@@ -224,7 +224,8 @@ def track_cards(job_id: str, result: dict[str, Any], artifacts: Iterable[Any]) -
     cards = []
     for track in result.get("tracks") or []:
         start, end = _track_span_s(track, fps=(result.get("video") or {}).get("fps"))
-        cards.append({"id": track["id"], "verdict": track.get("verdict"), "fake_probability": track.get("fake_probability"),
+        cards.append({"id": track["id"], "verdict": track.get("verdict"),
+                      "fake_probability": track.get("fake_probability"),
                       "start_s": start, "end_s": end, "windows": len(track.get("windows") or []),
                       "pictures": pictures.get(track["id"], [])})
     return cards
