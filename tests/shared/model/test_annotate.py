@@ -87,3 +87,31 @@ def test_the_colour_scale_is_the_job_pages():
             re.findall(r"\[([0-9.]+), \[([0-9, ]+)\]\]", stops)]
     assert page == [(p, tuple(c)) for p, c in PROBABILITY_STOPS]
     assert probability_colour(0.5) == (234, 179, 8) and probability_colour(0.25) == (128, 171, 41)
+
+
+def _annotate_growth(source: Path, target: Path) -> int:
+    import gc
+
+    from tests.memory import PeakAnonymousMemory
+
+    result = {"video": {"width": W, "height": H}, "tracks": [RED_TRACK]}
+    gc.collect()
+    with PeakAnonymousMemory() as memory:
+        annotate_video(source, target, result=result)
+    return memory.growth
+
+
+def test_memory_does_not_grow_with_video_length(clip, tmp_path):
+    import subprocess
+
+    long = tmp_path / "long.mp4"  # the 2 s clip looped to 60 s: 600 frames, 138 MB of RGB if kept
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "29", "-i", str(clip), "-c", "copy", str(long)],
+                   check=True)
+    _annotate_growth(clip, tmp_path / "warm.mp4")  # libraries, encoder and decoder pools
+    short_growth = _annotate_growth(clip, tmp_path / "short-out.mp4")
+    long_growth = _annotate_growth(long, tmp_path / "long-out.mp4")
+
+    extra_frames_bytes = (600 - 20) * W * H * 3
+    # Streaming adds nothing per frame; keeping the decoded (or drawn) frames would add them all.
+    assert long_growth - short_growth < extra_frames_bytes / 4, \
+        f"{long_growth / 2**20:.1f} MB for 600 frames vs {short_growth / 2**20:.1f} MB for 20"
