@@ -79,6 +79,8 @@ def stop_service(process: subprocess.Popen) -> None:
 
 def one_job(clip: Path, *, port: int) -> tuple[float, dict]:
     """Seconds from the upload's first byte to a terminal status, and the final job document."""
+    from shared.db.models import TERMINAL_STATUSES
+
     base = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     with clip.open("rb") as video:
@@ -88,7 +90,7 @@ def one_job(clip: Path, *, port: int) -> tuple[float, dict]:
     location = answer.headers["Location"]
     while True:
         job = requests.get(base + location if location.startswith("/") else location, timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if job["status"] in {status.value for status in TERMINAL_STATUSES}:
             return time.perf_counter() - start, job
         time.sleep(POLL_S)
 

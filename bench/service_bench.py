@@ -29,13 +29,14 @@ sys.path.insert(0, str(REPO))
 
 from cli.service import start_embedded_redis, stop_children  # noqa: E402
 from shared.db import jobs  # noqa: E402
-from shared.db.models import Job  # noqa: E402
+from shared.db.models import TERMINAL_STATUSES, Job  # noqa: E402
+from shared.lanes import ANALYZE_TASK  # noqa: E402
 from shared.db.session import make_engine, make_session_factory, upgrade  # noqa: E402
 from tests.checkpoints import write_seed_checkpoint  # noqa: E402
 from tests.media import make_face_clip  # noqa: E402
 
 PARAMS = {"sequence_length": 8, "face_detector": "none", "precision": "fp32", "heatmaps": 0}
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 def main() -> int:
@@ -103,7 +104,7 @@ class Bench:
                                   stored_name=self.clip.name, upload_size=len(data),
                                   upload_sha256=hashlib.sha256(data).hexdigest())
             session.commit()
-        self.client.send_task("deepfake.analyze_job", args=[job.id], queue=queue)
+        self.client.send_task(ANALYZE_TASK, args=[job.id], queue=queue)
         return job.id
 
     def _wait_all(self, job_ids: list[str], *, timeout: float) -> list[Job]:

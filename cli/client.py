@@ -16,28 +16,36 @@ from typing import IO, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from cli.errors import EXIT_FAILURE, EXIT_INPUT, CommandError
-from shared.options import FACE_DETECTORS, PRECISIONS
+from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SERVER_ENV = "DEEPFAKE_SERVER"
 API_KEY_ENV = "DEEPFAKE_API_KEY"
 SERVER_SCHEMES = ("http", "https")
 CHUNK_BYTES = 1024 * 1024
-TERMINAL = ("succeeded", "failed", "cancelled")
-# Engine settings the API accepts per job (see web/schemas.py), as CLI flags.
-ENGINE_FLAGS: dict[str, dict[str, Any]] = {
-    "weights": {"help": "checkpoint file name in the server's WEIGHTS_DIR"},
-    "sequence_length": {"type": int, "help": "frames per window (default: the checkpoint's)"},
-    "window_stride": {"type": int, "help": "frames between window starts"},
-    "frame_stride": {"type": int, "help": "analyse every N-th frame"},
-    "detect_every": {"type": int, "help": "run the face detector every K-th analysed frame"},
-    "full_detect_every": {"type": int, "help": "search whole frames every N-th detection (1: always)"},
-    "face_detector": {"choices": FACE_DETECTORS,
-                      "help": "auto: RetinaFace when the server has its weights, else OpenCV; "
-                              "none: the video is already cropped to one face"},
-    "precision": {"choices": PRECISIONS,
-                  "help": "auto: the fastest precision that agrees with fp32 on the worker"},
+_FLAG_HELP = {
+    "weights": "checkpoint file name in the server's WEIGHTS_DIR",
+    "sequence_length": "frames per window (default: the checkpoint's)",
+    "window_stride": "frames between window starts",
+    "frame_stride": "analyse every N-th frame",
+    "detect_every": "run the face detector every K-th analysed frame",
+    "full_detect_every": "search whole frames every N-th detection (1: always)",
+    "face_detector": "auto: RetinaFace when the server has its weights, else OpenCV; "
+                     "none: the video is already cropped to one face",
+    "precision": "auto: the fastest precision that agrees with fp32 on the worker",
 }
+
+
+def _engine_flag(name: str) -> dict[str, Any]:
+    """argparse keywords for option `name`, its values as shared.options declares them."""
+    values: dict[str, Any] = {"choices": CHOICES[name]} if name in CHOICES else {}
+    if name in INT_RANGES:
+        values["type"] = int
+    return {**values, "help": _FLAG_HELP[name]}
+
+
+# Engine settings the API accepts per job (shared.options.CLIENT_OPTIONS), as CLI flags.
+ENGINE_FLAGS: dict[str, dict[str, Any]] = {name: _engine_flag(name) for name in CLIENT_OPTIONS}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -312,6 +320,9 @@ def follow(client: ApiClient, job_id: str, *, interval_s: float) -> dict:
     """Poll until the job finishes, with a progress bar of analysed frames; returns the final job."""
     from tqdm import tqdm
 
+    from shared.db.models import TERMINAL_STATUSES  # here, not at import: SQLAlchemy costs every command 0.3 s
+
+    terminal = {status.value for status in TERMINAL_STATUSES}
     with tqdm(total=0, unit="frame", desc="queued", file=sys.stderr, disable=not sys.stderr.isatty(),
               dynamic_ncols=True) as bar:
         while True:
@@ -321,7 +332,7 @@ def follow(client: ApiClient, job_id: str, *, interval_s: float) -> dict:
                                 else f"queued (position {job.get('queue_position') or '?'})")
             bar.total = progress["frames_total"] or bar.total
             bar.update(max(progress["frames_done"] - bar.n, 0))
-            if job["status"] in TERMINAL:
+            if job["status"] in terminal:
                 return job
             time.sleep(interval_s)
 

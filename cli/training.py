@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEVICES = ("auto", "cpu", "cuda")
-FACE_DETECTORS = ("auto", "retinaface", "opencv", "none")
+from shared.options import DEVICES, FACE_DETECTORS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,6 +17,9 @@ standard library: the web, the worker and the CLI all read it.
 """
 from __future__ import annotations
 
+# The one task every lane carries (its argument: the job id). The web sends it by this name, the worker
+# registers it under it: a stable string, since messages already queued carry it.
+ANALYZE_TASK = "deepfake.analyze_job"
 INTERACTIVE = "interactive"
 BATCH = "batch"
 GPU = "gpu"

@@ -15,6 +15,31 @@ FACE_DETECTORS = ("auto", "retinaface", "opencv", "none")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 AGGREGATIONS = ("mean", "median", "max", "top_quartile")
+# Each option's allowed values, declared once: validation below, the API schema (web/schemas.py) and the
+# CLI's flags are derived from these. Integer options: inclusive (low, high).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "sequence_length": (1, 1000),
+    "window_stride": (1, 1000),
+    "frame_stride": (1, 1000),
+    "detect_every": (1, 1000),
+    "full_detect_every": (1, 1000),
+    "batch_size": (1, 1024),
+    "detect_max_side": (64, 4096),
+    "min_track_frames": (1, 100000),
+    "heatmaps": (0, 20),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "face_detector": FACE_DETECTORS,
+    "device": DEVICES,
+    "precision": PRECISIONS,
+    "aggregation": AGGREGATIONS,
+}
+# Number options: from 0 to this upper bound, inclusive.
+FRACTION_UPPER: dict[str, float] = {"threshold": 1.0, "uncertain_band": 0.5, "crop_margin": 2.0, "min_face_score": 1.0}
+# The settings a client of the service may choose per job (device, batch size and the like are the
+# operator's): the API's upload fields and `deepfake submit`'s flags.
+CLIENT_OPTIONS = ("sequence_length", "window_stride", "frame_stride", "detect_every", "full_detect_every",
+                  "face_detector", "precision", "weights")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 # Form fields are read as plain ASCII decimals, with an optional sign and (for floats) a fraction.
@@ -51,23 +76,12 @@ class AnalysisOptions:
     preview: bool = True
 
     def __post_init__(self) -> None:
-        _check_range("sequence_length", self.sequence_length, 1, 1000, optional=True)
-        _check_range("window_stride", self.window_stride, 1, 1000, optional=True)
-        _check_range("frame_stride", self.frame_stride, 1, 1000)
-        _check_range("detect_every", self.detect_every, 1, 1000)
-        _check_range("full_detect_every", self.full_detect_every, 1, 1000)
-        _check_range("batch_size", self.batch_size, 1, 1024)
-        _check_range("detect_max_side", self.detect_max_side, 64, 4096)
-        _check_range("min_track_frames", self.min_track_frames, 1, 100000)
-        _check_range("heatmaps", self.heatmaps, 0, 20)
-        _check_choice("face_detector", self.face_detector, FACE_DETECTORS)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("aggregation", self.aggregation, AGGREGATIONS)
-        _check_fraction("threshold", self.threshold, optional=True)
-        _check_fraction("uncertain_band", self.uncertain_band, upper=0.5)
-        _check_fraction("crop_margin", self.crop_margin, upper=2.0)
-        _check_fraction("min_face_score", self.min_face_score)
+        for name, (low, high) in INT_RANGES.items():
+            _check_range(name, getattr(self, name), low, high, optional=_DEFAULTS[name] is None)
+        for name, choices in CHOICES.items():
+            _check_choice(name, getattr(self, name), choices)
+        for name, upper in FRACTION_UPPER.items():
+            _check_fraction(name, getattr(self, name), optional=_DEFAULTS[name] is None, upper=upper)
         if not isinstance(self.preview, bool):
             raise InvalidOptionsError(f"preview must be true or false, got {self.preview!r}")
 
@@ -85,7 +99,7 @@ class AnalysisOptions:
         for name, raw in data.items():
             if raw is None or raw == "":
                 continue
-            values[name] = _coerce(name, raw, _default_type(cls, name))
+            values[name] = _coerce(name, raw, option_type(name))
         weights = values.get("weights")
         if weights is not None and not allow_paths and not _WEIGHTS_NAME.match(weights):
             raise InvalidOptionsError("weights must be a checkpoint file name in the weights directory, not a path")
@@ -95,12 +109,16 @@ class AnalysisOptions:
         return asdict(self)
 
 
-def _default_type(cls: type, name: str) -> type:
-    return {
-        "weights": str, "face_detector": str, "device": str, "precision": str, "aggregation": str,
-        "threshold": float, "uncertain_band": float, "crop_margin": float, "min_face_score": float,
-        "preview": bool,
-    }.get(name, int)
+_DEFAULTS = {option.name: option.default for option in fields(AnalysisOptions)}
+
+
+def option_type(name: str) -> type:
+    """The Python type of option `name`'s values (int, float, str or bool)."""
+    if name in INT_RANGES:
+        return int
+    if name in FRACTION_UPPER:
+        return float
+    return bool if name == "preview" else str
 
 
 def _coerce(name: str, raw: Any, kind: type) -> Any:

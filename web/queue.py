@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from shared import lanes, liveness
 
-ANALYZE_TASK = "deepfake.analyze_job"
+ANALYZE_TASK = lanes.ANALYZE_TASK
 _EXTENSION = "deepfake.celery"
 _LIVENESS_CLIENT = "deepfake.liveness_redis"
 # Looking for a live GPU worker must not hold an upload up for long: past this, the job stays on the CPU.

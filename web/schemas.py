@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.db.models import JobStatus
+from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES
+
 
 def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(required)}
@@ -16,7 +19,7 @@ _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _PROB = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
-JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATUSES = [status.value for status in JobStatus]
 
 _WINDOW = _obj({"start_frame": _INT, "end_frame": _INT, "start_s": {"type": "number"},
                 "end_s": {"type": "number"}, "fake_probability": _PROB})
@@ -73,16 +76,20 @@ COMPONENTS: dict[str, Any] = {
     "OpenAPI": {"type": "object", "description": "This document."},
 }
 
-OPTION_PROPERTIES = {
-    "sequence_length": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "window_stride": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "frame_stride": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "detect_every": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "full_detect_every": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "face_detector": {"enum": ["auto", "retinaface", "opencv", "none"]},
-    "precision": {"enum": ["auto", "fp32", "bf16", "int8"]},
-    "weights": {"type": "string", "description": "A checkpoint file name in the server's weights directory."},
-}
+_OPTION_DESCRIPTIONS = {"weights": "A checkpoint file name in the server's weights directory."}
+
+
+def _option_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of option `name`, from shared.options' declaration of its values."""
+    if name in INT_RANGES:
+        low, high = INT_RANGES[name]
+        return {"type": "integer", "minimum": low, "maximum": high}
+    if name in CHOICES:
+        return {"enum": list(CHOICES[name])}
+    return {"type": "string", "description": _OPTION_DESCRIPTIONS[name]}
+
+
+OPTION_PROPERTIES = {name: _option_schema(name) for name in CLIENT_OPTIONS}
 
 JOB_UPLOAD_BODY: dict[str, Any] = {
     "required": True,

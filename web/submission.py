@@ -11,14 +11,13 @@ from werkzeug.exceptions import ClientDisconnected
 
 from shared.db.jobs import create_job
 from shared.db.models import Job
-from shared.options import AnalysisOptions, named_checkpoint
+from shared.options import CLIENT_OPTIONS, AnalysisOptions, named_checkpoint
 from shared.errors import InputError, InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
 from web.limits import check_storage, check_write_allowed
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
-from web.schemas import OPTION_PROPERTIES
 from web.security import CSRF_FIELD, require_csrf_token
 from web.storage import discard_upload, publish_upload
 from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
@@ -26,9 +25,8 @@ from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
 if TYPE_CHECKING:
     from shared.media import VideoInfo
 
-# The engine settings a client may choose per job (device, batch size and the like are the operator's);
-# declared once, with their types, for the OpenAPI document.
-API_OPTIONS = tuple(OPTION_PROPERTIES)
+# The engine settings a client may choose per job (device, batch size and the like are the operator's).
+API_OPTIONS = CLIENT_OPTIONS
 
 
 class MissingVideoError(ApiError):

@@ -29,7 +29,7 @@ from celery.signals import celeryd_after_setup
 from shared import lanes
 from shared.settings import Settings
 
-ANALYZE_TASK = "deepfake.analyze_job"
+ANALYZE_TASK = lanes.ANALYZE_TASK
 # The Redis transport redelivers an unacknowledged message after this long. Jobs may run longer:
 # the redelivered copy finds the job running with a fresh heartbeat and does nothing.
 VISIBILITY_TIMEOUT_S = 3600

@@ -53,6 +53,8 @@ class JobStatus(str, enum.Enum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+# The CHECK constraint's SQL list: 'queued', 'running', ... (the migrations keep the literal of their day).
+_STATUS_LIST = ", ".join(f"'{status.value}'" for status in JobStatus)
 
 
 def utcnow() -> datetime:
@@ -98,9 +100,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status_valid"
-        ),
+        CheckConstraint(f"status IN ({_STATUS_LIST})", name="status_valid"),
         Index("ix_jobs_owner_created", "owner", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at", "id"),
     )

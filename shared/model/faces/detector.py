@@ -9,8 +9,8 @@ import numpy as np
 from shared.errors import InvalidOptionsError, WeightsNotFoundError
 from shared.model.types import Detection, Reason
 from shared.model.weights_registry import KnownWeights, detector_candidates, find_detector_weights
+from shared.options import FACE_DETECTORS
 
-KINDS = ("auto", "retinaface", "opencv", "none")
 FALLBACK_CODE = "fallback_face_detector"
 
 
@@ -48,8 +48,8 @@ def build_face_detector(
     `cache_dir` holds the OpenVINO form of torch checkpoints (default: `.openvino-cache/` beside them);
     `threads` caps the detector's threads (its share of the process's thread budget; 0: uncapped).
     """
-    if kind not in KINDS:
-        raise InvalidOptionsError(f"unknown face detector {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind not in FACE_DETECTORS:
+        raise InvalidOptionsError(f"unknown face detector {kind!r}; choose one of {', '.join(FACE_DETECTORS)}")
     if kind == "none":
         return None, []
     if kind == "opencv":

@@ -23,11 +23,12 @@ from shared.errors import InvalidOptionsError
 from shared.model.runtime import openvino_backend as ovb
 from shared.model.runtime.calibration import calibration_crops, calibration_windows
 from shared.model.runtime.devices import cpu_features, native_bf16, native_int8
-from shared.model.runtime.embedder import PRECISIONS, Embedder, Trunk
+from shared.model.runtime.embedder import Embedder, Trunk
 from shared.model.runtime.model_cache import cached_ir, write_text_atomically
 from shared.model.runtime.preprocess import Preprocessor
 from shared.model.runtime.torch_backend import TorchTrunk
 from shared.model.types import Reason
+from shared.options import PRECISIONS
 
 BACKENDS = ("auto", "torch", "openvino")
 FP32_TOLERANCE = 1e-5

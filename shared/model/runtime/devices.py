@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from shared.errors import DeviceUnavailableError
-
-DEVICES = ("auto", "cpu", "cuda")
+from shared.options import DEVICES
 _CPUINFO = Path("/proc/cpuinfo")
 
 

@@ -11,8 +11,6 @@ from shared.model.checkpoints import ModelSpec
 from shared.model.runtime.preprocess import Preprocessor
 from shared.model.types import Reason
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
-
 
 class Trunk(Protocol):
     backend: str
