@@ -204,11 +204,6 @@ class FaceTracker:
         self._end(list(self._tracks))
         return self.take_ended()
 
-    @property
-    def active_ids(self) -> list[int]:
-        """Ids of the confirmed tracks still alive (seen within the last `max_missed` rounds)."""
-        return sorted(t.track_id for t in self._tracks if t.track_id is not None)
-
     def _match(self, frame_index: int, boxes: np.ndarray) -> list[tuple[int, int]]:
         if not self._tracks or boxes.shape[0] == 0:
             return []

@@ -35,7 +35,7 @@ def test_person_leaving_and_new_one_appearing_gets_a_new_id():
         assert [t.track_id for t in tracker.update(frame, [_det(100, 100)])] == [0]
     for frame in range(20, 35, 5):  # gone for three detection rounds: the track ends
         assert tracker.update(frame, []) == []
-    assert tracker.active_ids == []
+    assert tracker.take_ended() == [0]
     tracked = tracker.update(35, [_det(105, 100)])
     assert [t.track_id for t in tracked] == [1]
 
@@ -95,7 +95,7 @@ def test_the_tracker_reports_each_ended_track_once():
     assert tracker.take_ended() == [1]
     assert tracker.take_ended() == []
     assert tracker.finish() == [0]
-    assert tracker.active_ids == []
+    assert tracker.finish() == []  # nothing is left alive
 
 
 def test_unconfirmed_tracks_end_without_an_id():
