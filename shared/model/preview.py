@@ -170,7 +170,9 @@ class PreviewRecorder:
 
         width, height = self._size
         if frame.shape[:2] != (height, width):
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+            # Bilinear aliases past a 2× reduction (1080p and up): average the source pixels there instead.
+            area = frame.shape[0] > 2 * height and frame.shape[1] > 2 * width
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
         try:
             self._writer.write(frame, t=t)
         except (av.error.FFmpegError, OSError) as exc:
