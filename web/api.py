@@ -14,7 +14,7 @@ from web.context import current_owner
 from web.db import get_session
 from web.errors import ApiError, ArtifactNotFoundError, JobNotFoundError
 from web.openapi import Param, build_document, operation
-from web.presenters import TERMINAL, artifact_json, job_json, job_summary_json, status_value
+from web.presenters import artifact_json, job_json, job_summary_json
 from web.schemas import JOB_UPLOAD_BODY, JOB_STATUSES
 from web.storage import artifact_file, current_store
 from web.submission import submit_job
@@ -71,7 +71,7 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
     """
     session = get_session()
     job = load_job(job_id)
-    if status_value(job) in TERMINAL:
+    if job.job_status.is_terminal:
         return jsonify(job_json(job)), 200
     job_store.request_cancel(session=session, owner=current_owner(), job_id=job.id)
     session.commit()
@@ -97,8 +97,8 @@ def remove_job(job: Job) -> None:
     """The ended job's rows, then its files (the upload only if no other job shares it); 409 while
     the job is queued or running."""
     session, job_id = get_session(), str(job.id)
-    if status_value(job) not in TERMINAL:
-        raise ApiError(f"job {job_id} is {status_value(job)}: cancel it first, then delete it",
+    if not job.job_status.is_terminal:
+        raise ApiError(f"job {job_id} is {job.job_status.value}: cancel it first, then delete it",
                        code="job_active", status=409)
     stored_name = retention.delete_ended_job(session=session, owner=current_owner(), job_id=job_id)
     if stored_name is None:  # deleted by a concurrent request meanwhile
@@ -159,7 +159,7 @@ def load_job(job_id: str) -> Job:
 
 def partial_windows(job: Job) -> list:
     """The windows scored so far, read only while the job runs (a finished job has its result)."""
-    if status_value(job) != "running":
+    if job.job_status is not JobStatus.RUNNING:
         return []
     return job_store.job_windows(session=get_session(), job_id=job.id)
 

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from shared.batch_report import report_json, report_row, write_csv
 from shared.db import batches as batch_store
 from shared.db import retention
-from shared.db.models import Batch, Job
+from shared.db.models import Batch, Job, JobStatus
 from shared.errors import InputError, InvalidOptionsError
 from shared.media import VIDEO_FILE_EXTENSIONS
 from web.context import current_owner, current_settings
@@ -26,7 +26,7 @@ from web.errors import ApiError, ServiceUnavailableError
 from web.imports import candidates_from_folder, candidates_from_paths, copy_into_uploads, import_root
 from web.limits import check_active_jobs, check_rate, check_storage, check_write_allowed
 from web.openapi import Param, operation
-from web.presenters import TERMINAL, batch_json, batch_summary_json, job_json  # noqa: F401 (pages use the summary)
+from web.presenters import batch_json, batch_summary_json, job_json  # noqa: F401 (pages use the summary)
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.schemas import BATCH_CREATE_BODY, BATCH_ITEM_BODY
 from web.submission import check_weights_name, refuse_ambiguous_parts, receive_form, validate_params
@@ -176,7 +176,7 @@ def delete_batch(batch_id: str) -> Response:
     """Delete an ended batch with every item's upload, result and artifacts; 409 while items are active."""
     batch = load_batch(batch_id)
     document = _document(batch)
-    if not all(item["status"] in TERMINAL for item in document["items"]):
+    if not all(JobStatus(item["status"]).is_terminal for item in document["items"]):
         raise ApiError(f"batch {batch_id} still has queued or running items: cancel it first, then delete it",
                        code="batch_active", status=409)
     remove_batch(batch)

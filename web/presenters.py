@@ -7,32 +7,25 @@ from typing import Any, Iterable
 from flask import url_for
 
 from shared.db.jobs import estimate_eta_s
-from shared.db.models import TERMINAL_STATUSES, Job, JobStatus, utcnow
-
-TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
-
-
-def status_value(job: Job) -> str:
-    """The job's status as its plain string value."""
-    return JobStatus(job.status).value
+from shared.db.models import Job, JobStatus, utcnow
 
 
 def job_json(job: Job, *, queue_position: int | None = None, windows: Iterable[Any] = (),
              now: datetime | None = None) -> dict[str, Any]:
     """The full job document of GET /api/v1/jobs/<id>."""
-    status = status_value(job)
+    status = job.job_status
     doc = job_summary_json(job)
     doc.update({
         "progress": progress_json(job, now=now or utcnow()),
-        "queue_position": queue_position if status == "queued" else None,
+        "queue_position": queue_position if status is JobStatus.QUEUED else None,
         "cancel_requested": bool(job.cancel_requested),
         "attempts": job.attempts,
         "params": job.params or {},
         "upload": {"name": job.upload_name, "size": job.upload_size, "sha256": job.upload_sha256},
     })
-    if status == "running":
+    if status is JobStatus.RUNNING:
         doc["timeline"] = timeline_json(windows)
-    if status == "succeeded":
+    if status is JobStatus.SUCCEEDED:
         doc["result"] = job.result
     if job.error_code:
         doc["error"] = {"code": job.error_code, "message": job.error_message or ""}
@@ -44,7 +37,7 @@ def job_summary_json(job: Job) -> dict[str, Any]:
     """The short form used in job lists."""
     return {
         "id": str(job.id),
-        "status": status_value(job),
+        "status": job.job_status.value,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
@@ -58,7 +51,7 @@ def job_summary_json(job: Job) -> dict[str, Any]:
 def progress_json(job: Job, *, now: datetime) -> dict[str, Any]:
     """Frames done and expected, the fraction, and the ETA at the speed so far."""
     done, total = job.progress_done or 0, job.progress_total or 0
-    fraction = min(done / total, 1.0) if total else (1.0 if status_value(job) == "succeeded" else 0.0)
+    fraction = min(done / total, 1.0) if total else (1.0 if job.job_status is JobStatus.SUCCEEDED else 0.0)
     return {
         "frames_done": done,
         "frames_total": total,
@@ -151,13 +144,13 @@ def batch_item_json(job: Job) -> dict[str, Any]:
         "position": job.batch_position,
         "job_id": str(job.id),
         "file": job.upload_name,
-        "status": status_value(job),
+        "status": job.job_status.value,
         "verdict": job.verdict,
         "fake_probability": job.fake_probability,
         "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
         "reused_from": job.reused_from,
         "fraction": round(min((job.progress_done or 0) / total, 1.0), 4) if total else
-        (1.0 if status_value(job) == "succeeded" else 0.0),
+        (1.0 if job.job_status is JobStatus.SUCCEEDED else 0.0),
         "links": {"self": url_for("api.get_job", job_id=str(job.id)),
                   "page": url_for("pages.job_page", job_id=str(job.id))},
     }
