@@ -36,6 +36,5 @@ Data access (`shared.db.jobs`, all keyword-only; see that module for which ones 
 
 Artifact files (`shared.db.artifacts`):
     write_artifacts(artifacts_dir, job_id, attempt, artifacts) -> list[StoredArtifact]
-    resolve_artifact_path(artifacts_dir, relative_path) -> Path   (refuses paths leaving the folder)
     remove_attempt(artifacts_dir, job_id, attempt)
 """

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
+from shared.files import write_atomically
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
@@ -58,7 +60,7 @@ def write_artifacts(
         if source is not None:
             size = _move_atomically(Path(source), folder / artifact.name)
         else:
-            _write_atomically(folder / artifact.name, artifact.data)
+            write_atomically(folder / artifact.name, lambda temporary: Path(temporary).write_bytes(artifact.data))
             size = len(artifact.data)
         stored.append(StoredArtifact(
             name=artifact.name, media_type=artifact.media_type, size=size,
@@ -76,15 +78,6 @@ def attempt_dir(*, artifacts_dir: Path, job_id: str, attempt: int) -> Path:
 def remove_attempt(*, artifacts_dir: Path, job_id: str, attempt: int) -> None:
     """Delete the files one attempt wrote (its job finished elsewhere, or storing failed)."""
     shutil.rmtree(attempt_dir(artifacts_dir=artifacts_dir, job_id=job_id, attempt=attempt), ignore_errors=True)
-
-
-def resolve_artifact_path(*, artifacts_dir: Path, relative_path: str) -> Path:
-    """The absolute file of an artifact row, refusing any path that leaves `artifacts_dir`."""
-    root = artifacts_dir.resolve()
-    path = (root / relative_path).resolve()
-    if not path.is_relative_to(root) or path == root:
-        raise UnsafeArtifactNameError(f"artifact path escapes the artifacts folder: {relative_path!r}")
-    return path
 
 
 def _check_name(name: str) -> None:
@@ -110,14 +103,3 @@ def _move_atomically(source: Path, path: Path) -> int:
             raise
         source.unlink(missing_ok=True)
     return size
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
