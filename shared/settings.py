@@ -100,7 +100,6 @@ class Settings:
     # CLIENT_READ_TIMEOUT_S: the web server gives up on a client that sends nothing for this long (a stalled
     # upload), so it cannot hold a request thread forever; 0 = wait forever.
     client_read_timeout_s: int = 60
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
