@@ -14,8 +14,8 @@ from typing import Sequence
 DISTRIBUTION = "deepfake-detector"
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
-# Modules that define `register(subparsers)`; missing ones are skipped so the CLI
-# grows with the issues without breaking.
+# Modules that define `register(subparsers)`. Each must import: a missing one is a broken install,
+# and skipping it would hide whole commands without a word.
 COMMAND_MODULES = (
     "cli.analyze",
     "cli.weights",
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

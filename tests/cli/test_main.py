@@ -48,6 +48,13 @@ def test_every_argument_has_help_text(path):
     assert unexplained == []
 
 
+def test_a_missing_command_module_is_an_error_not_a_missing_command(monkeypatch):
+    monkeypatch.setattr(cli.main, "COMMAND_MODULES", (*cli.main.COMMAND_MODULES, "cli.not_there"))
+
+    with pytest.raises(ModuleNotFoundError, match="cli.not_there"):
+        build_parser()
+
+
 def test_top_level_flags_have_help_text():
     parser = build_parser()
     assert all(action.help for action in parser._actions if action.option_strings)
