@@ -70,6 +70,25 @@ class ServiceUnavailableError(ApiError):
     code = "unavailable"
 
 
+class MissingVideoError(ApiError):
+    """A job or batch item sent without its `video` file field."""
+
+    status = 400
+    code = "missing_video"
+
+
+class EmptyUploadError(ApiError):
+    status = 422
+    code = "empty_upload"
+
+
+class UploadTimeoutError(ApiError):
+    """The client stopped sending the body for CLIENT_READ_TIMEOUT_S (the server's socket read timeout)."""
+
+    status = 408
+    code = "upload_timeout"
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers; one per error family."""
     app.register_error_handler(ApiError, _handle_api_error)

@@ -15,7 +15,7 @@ from shared.options import CLIENT_OPTIONS, AnalysisOptions, named_checkpoint
 from shared.errors import InputError, InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
-from web.errors import ApiError, ServiceUnavailableError
+from web.errors import EmptyUploadError, MissingVideoError, ServiceUnavailableError, UploadTimeoutError
 from web.limits import check_storage, check_write_allowed
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.security import CSRF_FIELD, require_csrf_token
@@ -27,23 +27,6 @@ if TYPE_CHECKING:
 
 # The engine settings a client may choose per job (device, batch size and the like are the operator's).
 API_OPTIONS = CLIENT_OPTIONS
-
-
-class MissingVideoError(ApiError):
-    status = 400
-    code = "missing_video"
-
-
-class EmptyUploadError(ApiError):
-    status = 422
-    code = "empty_upload"
-
-
-class UploadTimeoutError(ApiError):
-    """The client stopped sending the body for CLIENT_READ_TIMEOUT_S (the server's socket read timeout)."""
-
-    status = 408
-    code = "upload_timeout"
 
 
 def submit_job(*, from_page_form: bool = False) -> Job:
