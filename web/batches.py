@@ -235,12 +235,12 @@ def _add_stored(batch: Batch, upload: StoredUpload, label: str) -> Job:
 
     session = get_session()
     try:
-        info = probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()))
+        # Messages name the file as the client knows it, never the server's storage path.
+        info = probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()), name=repr(label))
     except InputError as exc:
         discard_upload(upload)
-        message = exc.message.replace(str(upload.path), repr(label))
         job = batch_store.add_failed_item(session=session, batch=batch, upload_name=label, upload_size=upload.size,
-                                          upload_sha256=upload.sha256, code=exc.code, message=message)
+                                          upload_sha256=upload.sha256, code=exc.code, message=exc.message)
         session.commit()
         return job
     upload = upload.stored_as(info.container)

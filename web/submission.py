@@ -12,7 +12,7 @@ from werkzeug.exceptions import ClientDisconnected
 from shared.db.jobs import create_job
 from shared.db.models import Job
 from shared.options import CLIENT_OPTIONS, AnalysisOptions, named_checkpoint
-from shared.errors import InputError, InvalidOptionsError
+from shared.errors import InvalidOptionsError
 from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import EmptyUploadError, MissingVideoError, ServiceUnavailableError, UploadTimeoutError
@@ -113,11 +113,9 @@ def _probe(upload: StoredUpload) -> VideoInfo:
     from shared.media import probe_video
     from shared.media.limits import VideoLimits
 
-    try:
-        return probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()))
-    except InputError as exc:
-        # Name the client's file, not the server's storage path.
-        raise type(exc)(exc.message.replace(str(upload.path), repr(upload.original_name))) from None
+    # Messages name the client's file, never the server's storage path.
+    return probe_video(upload.path, limits=VideoLimits.from_settings(current_settings()),
+                       name=repr(upload.original_name))
 
 
 def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any], *, duration_s: float | None) -> Job:

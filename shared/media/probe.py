@@ -44,37 +44,38 @@ class VideoInfo:
         return data
 
 
-def probe_video(path: str | Path, *, limits: VideoLimits = UNLIMITED) -> VideoInfo:
+def probe_video(path: str | Path, *, limits: VideoLimits = UNLIMITED, name: str | None = None) -> VideoInfo:
     """Probe a local video file without decoding it all (the first frame or two are decoded).
 
     Raises VideoNotFoundError, UnsupportedFormatError, NotAVideoError or NoDecodableFramesError
     with a message that says what was found, and a VideoLimitError subclass for a video beyond
     `limits` (callers that take untrusted files pass the configured ones). The stream count and the
-    header's frame size are checked before any frame is decoded.
+    header's frame size are checked before any frame is decoded. Messages call the file `name` (the web
+    passes the client's file name, so they never show the server's storage path), by default its path.
     """
-    local = check_local_file(path)
-    with open_container(local) as container:
-        limits.check_streams(len(container.streams), name=str(local))
-        stream = video_stream(container, path=local)
-        limits.check_frame_size(stream.codec_context.width, stream.codec_context.height, name=str(local))
-        first, second = _first_frames(container, stream, path=local)
+    local = check_local_file(path, name=name)
+    name = name or str(local)
+    with open_container(local, name=name) as container:
+        limits.check_streams(len(container.streams), name=name)
+        stream = video_stream(container, name=name)
+        limits.check_frame_size(stream.codec_context.width, stream.codec_context.height, name=name)
+        first, second = _first_frames(container, stream, name=name)
         if container.format.name == "gif" and second is None:
-            raise NotAVideoError(f"{local} is a GIF with a single frame: a still image, not a video")
+            raise NotAVideoError(f"{name} is a GIF with a single frame: a still image, not a video")
         info = _info(container, stream, first, path=local)
-    _check_info(info, limits)
+    _check_info(info, limits, name=name)
     return info
 
 
-def _check_info(info: VideoInfo, limits: VideoLimits) -> None:
+def _check_info(info: VideoInfo, limits: VideoLimits, *, name: str) -> None:
     """The limits again on what the probe found: a decoded frame's size (a header can understate it)."""
-    name = str(info.path)
     limits.check_frame_size(info.width, info.height, name=name)
     limits.check_duration(info.duration_s, name=name)
     limits.check_fps(info.fps, name=name)
 
 
 def _first_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, path: Path
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, name: str
 ) -> tuple[av.VideoFrame, av.VideoFrame | None]:
     """The first two decodable frames (the second None when there is only one)."""
     frames: list[av.VideoFrame] = []
@@ -93,7 +94,7 @@ def _first_frames(
         last_error = str(exc)
     if not frames:
         raise NoDecodableFramesError(
-            f"{path} has a {stream.codec_context.name} video stream but no frame of it could be decoded ({last_error})"
+            f"{name} has a {stream.codec_context.name} video stream but no frame of it could be decoded ({last_error})"
         )
     return frames[0], frames[1] if len(frames) > 1 else None
 

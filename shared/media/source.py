@@ -9,6 +9,9 @@ image sequences. None of that belongs in a service that analyses uploaded files,
 - the demuxer FFmpeg detects from the content (not the extension) must be on the allow-list.
 
 A single still image (PNG, JPEG, a one-frame GIF, ...) is not a video: NotAVideoError.
+
+Every error message names the file by `name` where the caller gives one (the web passes the client's own
+file name, so a message never shows where the server stored it), else by its path.
 """
 from __future__ import annotations
 
@@ -59,47 +62,47 @@ class _NestedOpenRefused(Exception):
     """Raised inside FFmpeg's io_open callback: a demuxer wanted another file or URL."""
 
 
-def check_local_file(path: str | Path) -> Path:
+def check_local_file(path: str | Path, *, name: str | None = None) -> Path:
     """The path as a Path if it names an existing, non-empty local regular file; typed errors otherwise."""
     text = str(path)
+    shown = name or text
     match = _PROTOCOL_PREFIX.match(text)
     if match:
-        raise UnsupportedFormatError(
-            f"{text!r} looks like a URL or an FFmpeg protocol ({match.group(0)!r}); only local video files are accepted"
-        )
+        raise UnsupportedFormatError(f"{name or repr(text)} looks like a URL or an FFmpeg protocol "
+                                     f"({match.group(0)!r}); only local video files are accepted")
     resolved = Path(text)
     try:
         info = resolved.stat()
     except FileNotFoundError:
-        raise VideoNotFoundError(f"video file not found: {text}") from None
+        raise VideoNotFoundError(f"video file not found: {shown}") from None
     except OSError as exc:
-        raise VideoNotFoundError(f"cannot access video file {text}: {exc.strerror or exc}") from None
+        raise VideoNotFoundError(f"cannot access video file {shown}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
-        raise UnsupportedFormatError(f"{text} is not a regular file (a directory, device or pipe); give a video file")
+        raise UnsupportedFormatError(f"{shown} is not a regular file (a directory, device or pipe); give a video file")
     if info.st_size == 0:
-        raise NotAVideoError(f"{text} is empty (0 bytes); it holds no video")
+        raise NotAVideoError(f"{shown} is empty (0 bytes); it holds no video")
     return resolved
 
 
-def refuse_sniffed_lists(path: Path) -> None:
+def refuse_sniffed_lists(path: Path, *, name: str | None = None) -> None:
     """Refuse playlists and concat lists by their first bytes, before FFmpeg parses them."""
     with path.open("rb") as handle:
         head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
     for magic, what in _SNIFFED_LISTS.items():
         if head.startswith(magic):
             raise UnsupportedFormatError(
-                f"{path} is {what}, which refers to other files or URLs; give the video file itself"
+                f"{name or path} is {what}, which refers to other files or URLs; give the video file itself"
             )
 
 
 @contextmanager
-def open_container(path: Path) -> Iterator[av.container.InputContainer]:
+def open_container(path: Path, *, name: str | None = None) -> Iterator[av.container.InputContainer]:
     """Open `path` with PyAV through a file object, refusing every nested open; close both on exit."""
-    refuse_sniffed_lists(path)
+    refuse_sniffed_lists(path, name=name)
     nested: list[str] = []
     handle: BinaryIO = path.open("rb")
     try:
-        container = _open_av(handle, path=path, nested=nested)
+        container = _open_av(handle, path=path, name=name or str(path), nested=nested)
         try:
             yield container
         finally:
@@ -108,7 +111,7 @@ def open_container(path: Path) -> Iterator[av.container.InputContainer]:
         handle.close()
 
 
-def _open_av(handle: BinaryIO, *, path: Path, nested: list[str]) -> av.container.InputContainer:
+def _open_av(handle: BinaryIO, *, path: Path, name: str, nested: list[str]) -> av.container.InputContainer:
     def refuse(url: str, flags: int, options: dict) -> None:
         nested.append(url)
         raise _NestedOpenRefused(url)
@@ -118,19 +121,19 @@ def _open_av(handle: BinaryIO, *, path: Path, nested: list[str]) -> av.container
     except Exception as exc:  # PyAV raises FFmpegError subclasses, OSError, or our refusal
         if nested:
             raise UnsupportedFormatError(
-                f"{path} refers to other files or URLs ({nested[0]!r}): playlists and concat lists are not accepted"
+                f"{name} refers to other files or URLs ({nested[0]!r}): playlists and concat lists are not accepted"
             ) from None
-        raise NotAVideoError(_unreadable_message(path, exc)) from None
+        raise NotAVideoError(_unreadable_message(path, exc, name=name)) from None
 
 
-def _unreadable_message(path: Path, exc: Exception) -> str:
+def _unreadable_message(path: Path, exc: Exception, *, name: str) -> str:
     if isinstance(exc, av.error.InvalidDataError):
         kind = "text" if _looks_like_text(path) else "data"
         return (
-            f"{path} is not a video: FFmpeg found no readable audio or video format in it "
+            f"{name} is not a video: FFmpeg found no readable audio or video format in it "
             f"(it looks like {kind}; if it is a video, its header is damaged)"
         )
-    return f"{path} is not a video FFmpeg can read ({exc})"
+    return f"{name} is not a video FFmpeg can read ({exc})"
 
 
 def _looks_like_text(path: Path) -> bool:
@@ -143,23 +146,24 @@ def _looks_like_text(path: Path) -> bool:
     return b"\x00" not in head
 
 
-def video_stream(container: av.container.InputContainer, *, path: Path) -> av.video.stream.VideoStream:
-    """The video stream to analyse, after checking the detected format; typed errors otherwise."""
-    name = container.format.name
-    if name in _REFERENCING_FORMATS:
+def video_stream(container: av.container.InputContainer, *, name: str | Path) -> av.video.stream.VideoStream:
+    """The video stream to analyse, after checking the detected format; typed errors (naming the file
+    `name`) otherwise."""
+    demuxer = container.format.name
+    if demuxer in _REFERENCING_FORMATS:
         raise UnsupportedFormatError(
-            f"{path} is read by FFmpeg's {name!r} demuxer (a playlist, list or image sequence); give a video file"
+            f"{name} is read by FFmpeg's {demuxer!r} demuxer (a playlist, list or image sequence); give a video file"
         )
-    if name in _TEXT_FORMATS:
-        raise NotAVideoError(f"{path} is a text file, not a video")
-    if name.endswith(_IMAGE_SUFFIX) or name == _IMAGE_SEQUENCE:
-        raise NotAVideoError(f"{path} is a single still image ({_image_kind(container)}), not a video")
+    if demuxer in _TEXT_FORMATS:
+        raise NotAVideoError(f"{name} is a text file, not a video")
+    if demuxer.endswith(_IMAGE_SUFFIX) or demuxer == _IMAGE_SEQUENCE:
+        raise NotAVideoError(f"{name} is a single still image ({_image_kind(container)}), not a video")
     streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
     if not streams:
-        raise NotAVideoError(f"{path} has no video stream: it contains {_describe_streams(container)}")
-    if name not in ALLOWED_FORMATS:
+        raise NotAVideoError(f"{name} has no video stream: it contains {_describe_streams(container)}")
+    if demuxer not in ALLOWED_FORMATS:
         raise UnsupportedFormatError(
-            f"{path} is a {container.format.long_name} ({name}) file, which is not accepted; "
+            f"{name} is a {container.format.long_name} ({demuxer}) file, which is not accepted; "
             f"supported containers: {SUPPORTED_DESCRIPTION}"
         )
     return streams[0]

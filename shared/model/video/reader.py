@@ -101,7 +101,7 @@ class VideoReader:
 
     def _batches(self) -> Iterator[FrameBatch]:
         with open_container(self.path) as container:
-            stream = video_stream(container, path=self.path)
+            stream = video_stream(container, name=self.path)
             stream.thread_type = "AUTO"  # frame threading: measured faster in bench/decode_bench.py
             stream.codec_context.thread_count = self.threads
             self._stated_end_s = self._stated_duration(stream)

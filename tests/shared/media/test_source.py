@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.errors import NotAVideoError, UnsupportedFormatError, VideoNotFoundError
+from shared.errors import InputError, NotAVideoError, UnsupportedFormatError, VideoNotFoundError
 from shared.media import probe_video
+from shared.media.limits import VideoLimits
 from tests.media import face_photo, make_face_clip
 
 
@@ -153,3 +154,27 @@ def test_audio_track_is_reported(tmp_path: Path, clip: Path) -> None:
             "-shortest", str(with_audio))
     assert probe_video(with_audio).has_audio is True
     assert probe_video(clip).has_audio is False
+
+
+# --- the name messages use ----------------------------------------------------------------------
+def _refusal_message(path: Path, **kwargs) -> str:
+    with pytest.raises(InputError) as refused:
+        probe_video(path, **kwargs)
+    return refused.value.message
+
+
+def test_every_refusal_names_the_file_by_the_name_given_never_its_path(tmp_path: Path, clip: Path) -> None:
+    stored = tmp_path / "server-side-storage"
+    stored.mkdir()
+    text, playlist, still, short = (stored / "a", stored / "b", stored / "c", stored / "d")
+    text.write_text("these are meeting notes, not a video\n" * 20)
+    playlist.write_text("#EXTM3U\n#EXTINF:1,\nhttp://example.com/seg0.ts\n")
+    Image.fromarray(face_photo("astronaut")).save(still, format="png")
+    short.write_bytes(clip.read_bytes())
+    cases = [(text, {}), (playlist, {}), (still, {}), (short, {"limits": VideoLimits(max_duration_s=0.5)}),
+             (stored, {})]
+
+    for path, kwargs in cases:
+        message = _refusal_message(path, name="'holiday.mp4'", **kwargs)
+        assert "'holiday.mp4'" in message and str(stored) not in message, message
+        assert str(path) in _refusal_message(path, **kwargs)  # without a name: the path, as before
