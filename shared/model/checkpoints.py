@@ -7,6 +7,7 @@ Two formats are read, always with `torch.load(..., weights_only=True)` (checkpoi
 """
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import struct
@@ -197,16 +198,27 @@ def _read(path: Path) -> object:
         raise WeightsNotFoundError(f"checkpoint {path.name} does not exist")
     if not _looks_like_torch_file(path):
         raise CheckpointFormatError(f"{path.name} is not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+    return load_tensors(path, name=path.name)
+
+
+def load_tensors(source: Path | bytes, *, name: str) -> object:
+    """`torch.load` with `weights_only=True` onto the CPU: the one place this project unpickles a file.
+
+    `source` is a file or the bytes of one (a member of a zip); `name` is how messages call it. Every
+    failure is a CheckpointFormatError (`checkpoint_invalid`): anything but tensors and primitives is
+    refused by the restricted unpickler, and arbitrary bytes surface as one of `_UNREADABLE`.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
+                          weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointFormatError(
-            f"{path.name} is not a plain tensor checkpoint and was refused (weights_only): {first}"
+            f"{name} is not a plain tensor checkpoint and was refused (weights_only): {first}"
         ) from exc
     except _UNREADABLE as exc:
         # The unpickler meets arbitrary bytes here: an empty stack or a bad opcode surfaces as any of these.
-        raise CheckpointFormatError(f"{path.name} cannot be read as a PyTorch checkpoint (truncated or corrupt?): "
+        raise CheckpointFormatError(f"{name} cannot be read as a PyTorch checkpoint (truncated or corrupt?): "
                                     f"{type(exc).__name__}") from exc
 
 

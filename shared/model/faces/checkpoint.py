@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Sequence
 import torch
 
 from shared.errors import CheckpointFormatError, CheckpointMismatchError
+from shared.model.checkpoints import load_tensors
 from shared.model.faces import onnx_import
 from shared.model.faces.retinaface import RetinaFace, guess_backbone, load_state, strip_prefixes
 from shared.model.weights_registry import (
@@ -47,11 +47,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     try:
         if _is_wrapped_zip(path):
             return _unwrap(_load_zip_member(path)), "zip"
-        return _unwrap(torch.load(path, map_location="cpu", weights_only=True)), "torch"
-    except CheckpointFormatError:
-        raise
-    except Exception as exc:  # torch raises many types for foreign or unsafe pickles
-        raise CheckpointFormatError(f"{path.name} cannot be loaded as a safe state dict: {exc}") from exc
+    except (zipfile.BadZipFile, OSError) as exc:  # the zip around the state dict (load_tensors maps its own)
+        raise CheckpointFormatError(f"{path.name} cannot be read as a zip archive: {exc}") from exc
+    return _unwrap(load_tensors(path, name=path.name)), "torch"
 
 
 def _is_wrapped_zip(path: Path) -> bool:
@@ -68,7 +66,7 @@ def _load_zip_member(path: Path) -> object:
         if len(members) != 1:
             raise CheckpointFormatError(f"{path.name}: expected a zip holding one state-dict file, found {len(members)}")
         data = archive.read(members[0])
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return load_tensors(data, name=f"{path.name} ({members[0].filename})")
 
 
 def _unwrap(obj: object) -> dict[str, torch.Tensor]:

@@ -2,14 +2,13 @@
 weights a user downloaded themselves: nothing is fetched here)."""
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from shared.errors import CheckpointFormatError, CheckpointMismatchError, WeightsNotFoundError
+from shared.model.checkpoints import load_tensors
 
 # torchvision's child names in order; the trunk is an nn.Sequential of the first eight children.
 _TORCHVISION_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -56,10 +55,7 @@ def _trunk_of(model: nn.Module) -> nn.Module:
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise WeightsNotFoundError(f"backbone weights {path} do not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointFormatError(f"{path.name} cannot be read as a tensor state dict: {exc}") from exc
+    obj = load_tensors(path, name=path.name)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

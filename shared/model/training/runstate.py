@@ -2,15 +2,15 @@
 primitives so it loads with `torch.load(..., weights_only=True)`."""
 from __future__ import annotations
 
-import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from shared.errors import CheckpointFormatError
 from shared.files import write_atomically
+from shared.model.checkpoints import load_tensors
 from shared.model.training.errors import RunStateError
 
 STATE_FILE = "state.pt"
@@ -32,9 +32,9 @@ def load_state(run_dir: Path) -> dict:
     if not path.is_file():
         raise RunStateError(f"nothing to resume: {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise RunStateError(f"{path} cannot be read as a training state: {exc}") from exc
+        state = load_tensors(path, name=str(path))
+    except CheckpointFormatError as exc:
+        raise RunStateError(f"{path} cannot be read as a training state: {exc.message}") from exc
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise RunStateError(f"{path} is not a training state of this project")
     if state.get("version") != STATE_VERSION:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import os
 import pickle
 import time
@@ -201,3 +202,60 @@ def test_project_file_with_wrong_shapes(tmp_path: Path) -> None:
     path = save_checkpoint(resnext_lstm(backbone="tiny", hidden_size=32), _tiny_spec(), tmp_path / "lie.pt")
     with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
         load_model(path)
+
+
+# --- one loader for every file this project unpickles ---------------------------------------------
+JUNK = [b"root:x:0:0:root:/root:/bin/bash\n", b"PK\x03\x04junk", b"\x80\x02junk", bytes(range(256))]
+
+
+def _evil_file(path: Path, marker: Path) -> Path:
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"x.weight": torch.zeros(1), "payload": Evil()}, path)
+    return path
+
+
+def _readers():
+    """Each reader of tensor files, with the typed error and code it must raise for a bad file."""
+    from shared.model.faces.checkpoint import read_state_dict
+    from shared.model.training.backbone import load_backbone_weights
+    from shared.model.training.errors import RunStateError
+    from shared.model.training.runstate import STATE_FILE, load_state
+
+    return [
+        ("classifier", lambda path: load_model(path), CheckpointFormatError, "checkpoint_invalid", "{name}"),
+        ("face detector", lambda path: read_state_dict(path), CheckpointFormatError, "checkpoint_invalid", "{name}"),
+        ("backbone", lambda path: load_backbone_weights(resnext_lstm(backbone="resnext50_32x4d", hidden_size=8), path),
+         CheckpointFormatError, "checkpoint_invalid", "{name}"),
+        ("training state", lambda path: load_state(path.parent), RunStateError, "invalid_run", STATE_FILE),
+    ]
+
+
+@pytest.mark.parametrize("reader", range(4))
+def test_every_reader_refuses_code_and_junk_with_its_own_typed_error(tmp_path: Path, reader: int) -> None:
+    what, read, error_type, code, file_name = _readers()[reader]
+    marker = tmp_path / "pwned"
+    for index, content in enumerate([None, *JUNK]):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        path = folder / file_name.format(name="weights.pth")
+        if content is None:
+            _evil_file(path, marker)
+        else:
+            path.write_bytes(content)
+        with pytest.raises(error_type) as error:
+            read(path)
+        assert error.value.code == code, (what, content)
+        assert not marker.exists()
+
+
+def test_torch_load_is_called_in_one_place_only() -> None:
+    root = Path(__file__).resolve().parents[3]
+    calls = [f"{path.relative_to(root)}" for folder in ("shared", "web", "worker", "cli", "bench")
+             for path in sorted((root / folder).rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+             and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"]
+    assert calls == ["shared/model/checkpoints.py"]  # load_tensors
