@@ -25,6 +25,7 @@ from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from shared.db.artifacts import StoredArtifact
 from shared.db.models import Artifact, Job, JobStatus, JobWindow, utcnow
 
 WORKER_LOST = "worker_lost"
@@ -42,15 +43,6 @@ class WindowLike(Protocol):
     start_s: float
     end_s: float
     fake_probability: float
-
-
-class ArtifactLike(Protocol):
-    name: str
-    media_type: str
-    size: int
-    path: str
-    track_id: int | None
-    description: str
 
 
 def create_job(
@@ -256,7 +248,7 @@ def complete_job(
     session: Session,
     job_id: str,
     result: Mapping[str, Any],
-    artifacts: Sequence[ArtifactLike] = (),
+    artifacts: Sequence[StoredArtifact] = (),
     attempt: int | None = None,
     reuse_key: str | None = None,
     reused_from: str | None = None,
@@ -436,7 +428,7 @@ def _window_rows(job_id: str, windows: Iterable[WindowLike | Mapping[str, Any]])
     return rows
 
 
-def _artifact_rows(job_id: str, artifacts: Sequence[ArtifactLike]) -> list[Artifact]:
+def _artifact_rows(job_id: str, artifacts: Sequence[StoredArtifact]) -> list[Artifact]:
     return [
         Artifact(job_id=job_id, name=a.name, media_type=a.media_type, size=a.size, path=a.path,
                  track_id=a.track_id, description=a.description or "")

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from shared.db import jobs
+from shared.db.artifacts import StoredArtifact
 from shared.db.models import Job, JobStatus, utcnow
 
 
@@ -20,16 +21,6 @@ class Window:
     start_s: float
     end_s: float
     fake_probability: float
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    name: str
-    media_type: str
-    size: int
-    path: str
-    track_id: int | None
-    description: str
 
 
 def _new(session, owner: str = "alice", **params) -> Job:
@@ -258,7 +249,8 @@ def test_progress_stores_partial_windows_and_completion_replaces_them(db_session
         result = {"verdict": "FAKE", "fake_probability": 0.8, "tracks": [
             {"id": 0, "windows": [{"start_frame": 0, "end_frame": 7, "start_s": 0.0, "end_s": 0.7,
                                    "fake_probability": 0.9}]}]}
-        files = [StoredFile("heatmap-t0-w0.png", "image/png", 10, f"{job.id}/1/heatmap-t0-w0.png", 0, "heat")]
+        files = [StoredArtifact(name="heatmap-t0-w0.png", media_type="image/png", size=10,
+                                path=f"{job.id}/1/heatmap-t0-w0.png", track_id=0, description="heat")]
         assert jobs.complete_job(session=session, job_id=job.id, result=result, artifacts=files, attempt=attempt)
         final = jobs.job_windows(session=session, job_id=job.id)
         artifact = jobs.get_artifact(session=session, owner="alice", job_id=job.id, name="heatmap-t0-w0.png")
