@@ -76,6 +76,9 @@ class Settings:
     s3_region: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # RESULT_RETENTION_DAYS: ended jobs (result, timeline, pictures, upload) are deleted this long after they
+    # ended; 0 = kept until deleted by their owner.
+    result_retention_days: int = 0
     # FAILED_BATCH_UPLOAD_RETENTION_DAYS: a failed batch item keeps its upload this long, for "retry failed".
     failed_batch_upload_retention_days: int = 7
     # BATCH_IMPORT_ROOT: a server folder whose videos batches may import by path (unset: no import).
@@ -129,6 +132,7 @@ class Settings:
             s3_region=env.get("S3_REGION") or None,
             s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
             s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
+            result_retention_days=max(0, _int(env, "RESULT_RETENTION_DAYS", 0)),
             failed_batch_upload_retention_days=max(0, _int(env, "FAILED_BATCH_UPLOAD_RETENTION_DAYS", 7)),
             batch_import_root=Path(env["BATCH_IMPORT_ROOT"]) if env.get("BATCH_IMPORT_ROOT") else None,
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,

@@ -210,6 +210,21 @@ def sweep_expired_uploads(*, context: WorkerContext) -> None:
         return
     if removed:
         log.info("removed %d upload(s) past their retention", removed)
+    if settings.result_retention_days > 0:
+        _sweep_results(context=context)
+
+
+def _sweep_results(*, context: WorkerContext) -> None:
+    """Delete jobs (results, pictures, uploads) ended over RESULT_RETENTION_DAYS ago; best effort, as above."""
+    try:
+        with context.session_factory() as session:
+            removed = retention.sweep_results(session=session, store=context.store,
+                                              keep_days=context.settings.result_retention_days)
+    except (OSError, *TRANSIENT_ERRORS) as exc:
+        log.warning("result retention sweep skipped: %s", exc)
+        return
+    if removed:
+        log.info("deleted %d job(s) past RESULT_RETENTION_DAYS", removed)
 
 
 def _discard_attempt(job: Job, *, context: WorkerContext) -> None:

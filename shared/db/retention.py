@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from shared.db.jobs import owned_by
-from shared.db.models import Artifact, Job, JobStatus, JobWindow, utcnow
+from shared.db.models import Artifact, Batch, Job, JobStatus, JobWindow, utcnow
 from shared.storage import ARTIFACTS, UPLOADS, FileStore
 
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
@@ -37,6 +37,27 @@ def delete_ended_job(*, session: Session, owner: str | None, job_id: str) -> str
     session.execute(delete(Job).where(Job.id == job_id, Job.status.in_(ENDED)))
     session.commit()
     return stored_name
+
+
+def sweep_results(*, session: Session, store: FileStore, keep_days: float, now: datetime | None = None,
+                  limit: int = 100) -> int:
+    """Delete up to `limit` jobs that ended more than `keep_days` ago, with their results, timeline,
+    artifacts and uploads, then the batches left empty by it; returns how many jobs. Commits."""
+    cutoff = (now or utcnow()) - timedelta(days=keep_days)
+    expired = list(session.execute(select(Job.id, Job.batch_id).where(
+        Job.status.in_(ENDED), Job.finished_at < cutoff).order_by(Job.finished_at).limit(limit)).all())
+    for job_id, _ in expired:
+        stored_name = delete_ended_job(session=session, owner=None, job_id=job_id)
+        if stored_name is None:
+            continue
+        shared = upload_in_use(session=session, stored_name=stored_name) if stored_name else True
+        remove_job_files(store=store, job_id=job_id, stored_name=None if shared else stored_name)
+    emptied = {batch_id for _, batch_id in expired if batch_id is not None}
+    for batch_id in emptied:
+        if session.scalar(select(Job.id).where(Job.batch_id == batch_id).limit(1)) is None:
+            session.execute(delete(Batch).where(Batch.id == batch_id))
+    session.commit()
+    return len(expired)
 
 
 def upload_in_use(*, session: Session, stored_name: str) -> bool:
