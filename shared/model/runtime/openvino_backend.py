@@ -21,6 +21,10 @@ from shared.model.runtime.preprocess import Preprocessor
 
 OV_HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
 CALIBRATION_BATCH = 8  # crops per NNCF calibration sample (see quantize_trunk)
+# torch.export traces in process-global state: two threads exporting at once (a worker's preload of the
+# default engine and a job that names another checkpoint) fail with "ProxyTorchDispatchMode slot already
+# occupied". Conversions in one process take turns.
+_EXPORT_LOCK = threading.Lock()
 
 
 def openvino_available() -> bool:
@@ -47,9 +51,9 @@ def convert_trunk(model: nn.Module, *, input_size: int):
 
     example = torch.zeros(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    with torch.no_grad():
+    with _EXPORT_LOCK, torch.no_grad():
         exported = torch.export.export(_Embed(model).eval(), (example,), dynamic_shapes=({0: batch},))
-    ov_model = ov.convert_model(exported)
+        ov_model = ov.convert_model(exported)
     ov_model.reshape([-1, 3, input_size, input_size])
     return ov_model
 

@@ -89,6 +89,33 @@ def test_openvino_fp32_matches_pytorch(tiny, crops, tmp_path: Path) -> None:
     assert list(tmp_path.glob("*-fp32.xml"))  # the IR is cached for the next run
 
 
+def test_two_threads_convert_models_at_once(tiny) -> None:
+    """A worker's preload converts the default checkpoint while a job converts another: torch.export's global
+    tracing state would fail one of them ("ProxyTorchDispatchMode slot already occupied") unless they take turns."""
+    pytest.importorskip("openvino")
+    import threading
+
+    from shared.model.runtime.openvino_backend import convert_trunk
+
+    model, spec = tiny
+    other = resnext_lstm(backbone="tiny", hidden_size=16).eval()
+    start, errors = threading.Barrier(2), []
+
+    def convert(network) -> None:
+        start.wait()
+        try:
+            convert_trunk(network, input_size=spec.input_size)
+        except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=convert, args=(network,)) for network in (model, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
 @pytest.mark.parametrize(("features", "backend", "expected"), [
     ({"sse4_2"}, "auto", []),  # no int8 dot products, no bf16: fp32 only
     ({"avx2"}, "auto", ["int8"]),
