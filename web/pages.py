@@ -4,7 +4,7 @@ The pages read the same JSON the API serves, so a job submitted through the API 
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, send_from_directory, url_for
 
 from shared.db import jobs as job_store
 from shared.db import batches as batch_store
@@ -20,6 +20,10 @@ bp = Blueprint("pages", __name__)
 PAGE_SIZE = 25
 # The job page plays the job's preview video (an artifact, same origin); no other page loads media.
 JOB_PAGE_POLICY = f"{CONTENT_SECURITY_POLICY}; media-src 'self'"
+# Swagger UI's style sheet draws its icons as data: URIs; nothing else is loosened (no inline script or style).
+API_DOCS_POLICY = CONTENT_SECURITY_POLICY.replace("img-src 'self'", "img-src 'self' data:")
+# Only the Swagger UI files the API reference page loads are served from the package's folder.
+API_DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
 
 
 @bp.get("/")
@@ -79,6 +83,23 @@ def batches_page() -> str:
 def batch_page(batch_id: str) -> str:
     """One batch: per-file status and progress (refreshing while it runs), the report, retry and cancel."""
     return render_template("batch.html", batch=batch_api.batch_document(batch_api.load_batch(batch_id)))
+
+
+@bp.get("/api-docs")
+def api_docs_page() -> Response:
+    """The interactive API reference: Swagger UI over the app's own OpenAPI document."""
+    html = render_template("api_docs.html", spec_url=url_for("api.openapi_document"))
+    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": API_DOCS_POLICY})
+
+
+@bp.get("/api-docs/assets/<name>")
+def api_docs_asset(name: str) -> Response:
+    """Swagger UI's script and style sheet, from the installed swagger-ui-bundle-v2 package (no CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    if name not in API_DOCS_ASSETS:
+        abort(404)
+    return send_from_directory(swagger_ui_path, name)
 
 
 @bp.post("/batches/<batch_id>/<action>")
