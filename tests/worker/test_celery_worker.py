@@ -12,7 +12,9 @@ import pytest
 
 from shared.db import jobs
 from shared.db.models import Job
+from tests.checkpoints import write_constant_checkpoint
 from tests.conftest import stop_process_group, wait_for
+from tests.worker.conftest import FAST_PARAMS
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -31,13 +33,15 @@ def _finished(db_session_factory, job_id: str) -> Job | None:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_worker_analyses_a_queued_job_and_stores_the_result(worker_settings, queue_job, send_analyze,
                                                             start_worker, db_session_factory, short_clip):
+    # Every window scores 0.9 >= threshold 0.5 + band 0.05: the whole-frame track and the video are FAKE.
+    constant = write_constant_checkpoint(worker_settings.weights_dir, fake_probability=0.9, sequence_length=8)
     start_worker(worker_settings)
-    job_id = queue_job(short_clip)
+    job_id = queue_job(short_clip, params={**FAST_PARAMS, "weights": constant.name})
     send_analyze(job_id)
     job = wait_for(lambda: _finished(db_session_factory, job_id), timeout=120, what="the job to finish")
     assert (job.status, job.error_code, job.attempts) == ("succeeded", None, 1)
-    assert job.result["verdict"] in ("FAKE", "REAL", "INCONCLUSIVE")
-    assert job.verdict == job.result["verdict"]
+    assert job.result["verdict"] == job.verdict == "FAKE"
+    assert job.fake_probability == pytest.approx(0.9, abs=1e-3)
     assert job.result["frames_analyzed"] == 20
     with db_session_factory() as session:
         stored_windows = [w.to_dict() for w in jobs.job_windows(session=session, job_id=job_id)]

@@ -12,7 +12,7 @@ from shared.errors import AnalysisCancelled, NotAVideoError
 from shared.model.pipeline import EngineCache, analyze_video
 from shared.options import AnalysisOptions
 from shared.settings import Settings
-from tests.checkpoints import write_seed_checkpoint
+from tests.checkpoints import write_constant_checkpoint, write_seed_checkpoint
 from tests.media import make_face_clip, write_video
 
 SEQ = 4
@@ -33,29 +33,11 @@ def cache(weights_dir):
 FAKE_P = 0.9  # what the constant checkpoint answers for any window (class 0 = FAKE, as in the seed's files)
 
 
-def _write_constant_checkpoint(weights_dir, *, fake_probability: float):
-    """A seed-format checkpoint whose every window scores `fake_probability` (to within 0.001).
-
-    linear1's bias holds the log-odds; its weights are shrunk, not zeroed, so heatmaps still have a gradient.
-    """
-    from shared.model.networks import SeedResNeXtLSTM
-
-    torch.manual_seed(0)
-    model = SeedResNeXtLSTM()
-    with torch.no_grad():
-        model.linear1.weight.mul_(1e-4)
-        model.linear1.bias.copy_(torch.tensor([np.log(fake_probability), np.log(1 - fake_probability)]))
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    path = weights_dir / f"model_90_acc_{SEQ}_frames_constant.pt"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def constant_cache(tmp_path_factory):
     """An engine whose model answers FAKE_P for every window: the verdict follows from the rules alone."""
     directory = tmp_path_factory.mktemp("constant_weights")
-    _write_constant_checkpoint(directory, fake_probability=FAKE_P)
+    write_constant_checkpoint(directory, fake_probability=FAKE_P, sequence_length=SEQ)
     return EngineCache(Settings(weights_dir=directory))
 
 
