@@ -40,7 +40,29 @@ FRACTION_UPPER: dict[str, float] = {"threshold": 1.0, "uncertain_band": 0.5, "cr
 # operator's): the API's upload fields and `deepfake submit`'s flags.
 CLIENT_OPTIONS = ("sequence_length", "window_stride", "frame_stride", "detect_every", "full_detect_every",
                   "face_detector", "precision", "weights")
+# What each client option does, one line each, in one place: the upload and batch pages show it beside the
+# field, and the API document is each field's `description` (web/schemas.py). Ranges and defaults are
+# not repeated here: they come from INT_RANGES, CHOICES and AnalysisOptions' defaults.
+OPTION_HELP: dict[str, str] = {
+    "weights": "The trained model (checkpoint file in the server's weights folder) that scores the faces; "
+               "default: the server's default checkpoint.",
+    "sequence_length": "Frames the model judges together as one window; default: the checkpoint's own length "
+                       "(the frames in its name). Longer is steadier but needs longer face tracks.",
+    "window_stride": "Frames from one window's start to the next; smaller overlaps more and costs more; "
+                     "default: half a window.",
+    "frame_stride": "Analyse every N-th frame: 1 analyses them all; 2 halves the work and sees half as much.",
+    "detect_every": "Look for faces every K-th analysed frame and follow them in between; "
+                    "lower finds faces sooner and costs more.",
+    "full_detect_every": "OpenCV detector only: search the whole frame every N-th look, only near known faces "
+                         "between; 1 searches the whole frame every time.",
+    "face_detector": "auto: RetinaFace when the server has its weights, else OpenCV's Haar (misses profile "
+                     "and small faces); none: the video is already cropped to one face.",
+    "precision": "Number format of the network: auto picks the fastest that agrees with fp32 on the worker; "
+                 "fp32 is the reference.",
+}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+# Face-detector weights share WEIGHTS_DIR (weights/README.md): RetinaFace files are never a model to choose.
+_DETECTOR_FILE = re.compile(r"^(retinaface|detection_)|_final\.pth$", re.IGNORECASE)
 _WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 # Form fields are read as plain ASCII decimals, with an optional sign and (for floats) a fraction.
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,9}", re.ASCII)
@@ -178,6 +200,16 @@ def _check_fraction(name: str, value: float | None, *, optional: bool = False, u
         return
     if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= upper:
         raise InvalidOptionsError(f"{name} must be a number from 0 to {upper}, got {value!r}")
+
+
+def installed_checkpoints(weights_dir: Path) -> list[str] | None:
+    """The checkpoint file names a job may choose in `weights_dir` (face-detector weights left out), sorted;
+    None when this host has no such folder (a web machine without the workers' files)."""
+    folder = Path(weights_dir)
+    if not folder.is_dir():
+        return None
+    return sorted(path.name for path in folder.iterdir() if path.suffix in CHECKPOINT_SUFFIXES
+                  and path.is_file() and not _DETECTOR_FILE.search(path.name))
 
 
 def named_checkpoint(weights_dir: Path, name: str) -> Path:

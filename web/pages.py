@@ -10,6 +10,8 @@ from shared.db import jobs as job_store
 from shared.db import batches as batch_store
 from web import batches as batch_api
 from web.api import fetch_job_page, load_job, partial_windows, remove_job
+from shared.options import installed_checkpoints
+from web.context import current_settings
 from web.db import get_session
 from web.presenters import job_json, job_page_view, job_summary_json
 from web.schemas import JOB_STATUSES, OPTION_PROPERTIES
@@ -29,7 +31,12 @@ API_DOCS_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
 @bp.get("/")
 def upload_page() -> str:
     """The upload form (drag and drop, progress bar, optional engine settings)."""
-    return render_template("upload.html", options=OPTION_PROPERTIES)
+    return render_template("upload.html", options=OPTION_PROPERTIES, checkpoints=_checkpoints())
+
+
+def _checkpoints() -> list[str] | None:
+    """The checkpoints the settings offer by name; None where this web host has no weights folder."""
+    return installed_checkpoints(current_settings().weights_dir)
 
 
 @bp.post("/")
@@ -76,7 +83,7 @@ def batches_page() -> str:
     found = batch_store.list_batches(session=session, owner=batch_api.current_owner())
     summaries = [batch_api.batch_summary_json(b, batch_store.batch_progress(session=session, batch_id=b.id))
                  for b in found]
-    return render_template("batches.html", batches=summaries, options=OPTION_PROPERTIES)
+    return render_template("batches.html", batches=summaries, options=OPTION_PROPERTIES, checkpoints=_checkpoints())
 
 
 @bp.get("/batches/<batch_id>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db.models import JobStatus
-from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES
+from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES, OPTION_HELP, AnalysisOptions
 
 
 def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
@@ -76,17 +76,22 @@ COMPONENTS: dict[str, Any] = {
     "OpenAPI": {"type": "object", "description": "This document."},
 }
 
-_OPTION_DESCRIPTIONS = {"weights": "A checkpoint file name in the server's weights directory."}
+_OPTION_DEFAULTS = AnalysisOptions().to_dict()
 
 
 def _option_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema of option `name`, from shared.options' declaration of its values."""
+    """The JSON Schema of option `name`, from shared.options' declaration of its values and its help line
+    (the pages show the same `description` beside the field)."""
     if name in INT_RANGES:
         low, high = INT_RANGES[name]
-        return {"type": "integer", "minimum": low, "maximum": high}
-    if name in CHOICES:
-        return {"enum": list(CHOICES[name])}
-    return {"type": "string", "description": _OPTION_DESCRIPTIONS[name]}
+        schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    elif name in CHOICES:
+        schema = {"enum": list(CHOICES[name])}
+    else:
+        schema = {"type": "string"}
+    if _OPTION_DEFAULTS[name] is not None:
+        schema["default"] = _OPTION_DEFAULTS[name]
+    return {**schema, "description": OPTION_HELP[name]}
 
 
 OPTION_PROPERTIES = {name: _option_schema(name) for name in CLIENT_OPTIONS}
