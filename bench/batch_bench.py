@@ -98,12 +98,14 @@ def _run(url: str, settings: Settings, folder: Path, work: Path) -> None:
     attempts = [job.attempts for job in jobs]
     print(f"attempts: total {sum(attempts)} for {len(attempts)} jobs, max {max(attempts, default=0)} per job")
     if interactive_wait is not None:
-        print(f"a single upload sent mid-batch waited {interactive_wait:.2f} s for a worker "
-              f"(p50 batch item waited {statistics.median(waits) if waits else float('nan'):.1f} s)")
+        wait, overtaken = interactive_wait
+        print(f"a single upload sent mid-batch waited {wait:.2f} s for a worker, during which {overtaken} batch "
+              f"item(s) started (p50 batch item waited {statistics.median(waits) if waits else float('nan'):.1f} s)")
 
 
-def _interactive_wait_mid_batch(url: str, settings: Settings, folder: Path) -> float | None:
-    """Once half the batch is uploaded, submit one single job; return its claim − upload time."""
+def _interactive_wait_mid_batch(url: str, settings: Settings, folder: Path) -> tuple[float, int] | None:
+    """Once half the batch is uploaded, submit one single job; return its claim − upload time and how many
+    batch items were claimed meanwhile (at most one per worker if uploads go first)."""
     sessions = make_session_factory(make_engine(settings.effective_database_url))
     total = len(list(folder.iterdir()))
     deadline = time.monotonic() + 1800
@@ -123,7 +125,9 @@ def _interactive_wait_mid_batch(url: str, settings: Settings, folder: Path) -> f
         with sessions() as session:
             job = session.get(Job, job_id)
             if job.started_at is not None:
-                return (job.started_at - job.created_at).total_seconds()
+                overtaken = session.query(Job).filter(Job.batch_id.is_not(None), Job.started_at > job.created_at,
+                                                      Job.started_at < job.started_at).count()
+                return (job.started_at - job.created_at).total_seconds(), overtaken
         time.sleep(0.1)
     return None
 
