@@ -26,7 +26,7 @@ from web.errors import ApiError, ServiceUnavailableError
 from web.imports import candidates_from_folder, candidates_from_paths, copy_into_uploads, import_root
 from web.limits import check_active_jobs, check_rate, check_storage, check_write_allowed
 from web.openapi import Param, operation
-from web.presenters import batch_json, batch_summary_json, job_json  # noqa: F401 (pages use the summary)
+from web.presenters import batch_json, batch_summary_json, contact_sheet, job_json  # noqa: F401 (pages use the summary)
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.schemas import BATCH_CREATE_BODY, BATCH_ITEM_BODY
 from web.submission import check_weights_name, refuse_ambiguous_parts, receive_form, validate_params
@@ -212,6 +212,12 @@ def load_batch(batch_id: str) -> Batch:
 def batch_document(batch: Batch) -> dict[str, Any]:
     """The batch JSON (also what the batch page renders)."""
     return _document(batch)
+
+
+def batch_contact_sheet(batch: Batch, document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batch page's contact sheet: each analysed file's most suspicious face, one query for all files."""
+    thumbnails = batch_store.top_face_thumbnails(session=get_session(), batch_id=batch.id)
+    return contact_sheet(document["items"], thumbnails)
 
 
 def _document(batch: Batch) -> dict[str, Any]:

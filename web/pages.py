@@ -88,8 +88,11 @@ def batches_page() -> str:
 
 @bp.get("/batches/<batch_id>")
 def batch_page(batch_id: str) -> str:
-    """One batch: per-file status and progress (refreshing while it runs), the report, retry and cancel."""
-    return render_template("batch.html", batch=batch_api.batch_document(batch_api.load_batch(batch_id)))
+    """One batch: per-file status and progress (refreshing while it runs), the contact sheet of the most
+    suspicious faces, the report, retry and cancel."""
+    batch = batch_api.load_batch(batch_id)
+    document = batch_api.batch_document(batch)
+    return render_template("batch.html", batch=document, sheet=batch_api.batch_contact_sheet(batch, document))
 
 
 @bp.get("/api-docs")

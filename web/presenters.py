@@ -156,6 +156,28 @@ def batch_item_json(job: Job) -> dict[str, Any]:
     }
 
 
+def contact_sheet(items: Iterable[dict[str, Any]], thumbnails: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batch page's contact sheet: each analysed file (batch item documents) with its most suspicious
+    face (`thumbnails`: artifact rows by job id), most suspicious file first; files with no face last."""
+    cards = []
+    for item in items:
+        if item["status"] != JobStatus.SUCCEEDED.value:
+            continue
+        face = thumbnails.get(item["job_id"])
+        cards.append({
+            "position": item["position"], "file": item["file"], "verdict": item["verdict"],
+            "fake_probability": item["fake_probability"], "page": item["links"]["page"],
+            "thumbnail": url_for("api.get_artifact", job_id=item["job_id"], name=face.name) if face else None,
+            "track_id": face.track_id if face else None, "description": face.description if face else "",
+        })
+    return sorted(cards, key=_most_suspicious_first)
+
+
+def _most_suspicious_first(card: dict[str, Any]) -> tuple[bool, float, int]:
+    probability = card["fake_probability"]
+    return probability is None, -(probability or 0.0), card["position"] or 0
+
+
 # The job page's words for a status: a status says where the job is, never what it found (the verdict
 # has its own block), so "succeeded" reads as the analysis having finished.
 STATUS_LABELS = {"queued": "queued", "running": "analysing", "succeeded": "analysis finished",

@@ -12,9 +12,12 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from shared.db.jobs import create_job, request_cancel
-from shared.db.models import Batch, Job, JobStatus, utcnow
+from shared.db.models import Artifact, Batch, Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+# The face thumbnail of a job's most suspicious window: the engine names its pictures by rank, most
+# suspicious first (shared.model.stages.assembly: rank<N>-track<T>-f<frame>-face.png).
+TOP_FACE_PATTERN = "rank1-%-face.png"
 MAX_BATCHES_LISTED = 200
 
 
@@ -68,6 +71,13 @@ def batch_items(*, session: Session, batch_id: str) -> list[Job]:
     """The batch's jobs in submission order."""
     query = select(Job).where(Job.batch_id == batch_id).order_by(Job.batch_position, Job.created_at, Job.id)
     return list(session.scalars(query))
+
+
+def top_face_thumbnails(*, session: Session, batch_id: str) -> dict[str, Artifact]:
+    """Each item's most suspicious face thumbnail by job id, for the whole batch in one query."""
+    query = (select(Artifact).join(Job, Artifact.job_id == Job.id)
+             .where(Job.batch_id == batch_id, Artifact.name.like(TOP_FACE_PATTERN)))
+    return {artifact.job_id: artifact for artifact in session.scalars(query)}
 
 
 def batch_progress(*, session: Session, batch_id: str) -> BatchProgress:
