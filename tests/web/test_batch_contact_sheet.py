@@ -125,3 +125,23 @@ def test_the_sheet_draws_its_faces_under_the_csp_and_links_to_the_job(live_serve
     assert refused == []
     browser.find_elements(By.CSS_SELECTOR, ".contact-sheet a")[0].click()
     wait_for(lambda: browser.current_url.endswith(f"/jobs/{ids['worst.mp4']}"), timeout=10, what="the job page")
+
+
+@pytest.mark.slow
+def test_the_engine_names_its_most_suspicious_face_as_the_sheet_reads_it(tmp_path, video_clip):
+    """The contract with shared.model: exactly one face thumbnail per analysis matches TOP_FACE_PATTERN, and it
+    is the picture of the highest-scoring window."""
+    from shared.model.pipeline import EngineCache, analyze_video
+    from shared.options import AnalysisOptions
+    from shared.settings import Settings
+    from tests.checkpoints import write_seed_checkpoint
+
+    write_seed_checkpoint(tmp_path, sequence_length=4)
+    options = AnalysisOptions(precision="fp32", device="cpu", sequence_length=4, window_stride=2, batch_size=8,
+                              face_detector="none", heatmaps=3, preview=False)
+    result = analyze_video(video_clip, options=options, cache=EngineCache(Settings(weights_dir=tmp_path)))
+    pattern = re.compile(batch_store.TOP_FACE_PATTERN.replace("%", ".*").replace(".png", r"\.png") + "$")
+    top = [a for a in result.artifacts if pattern.match(a.name)]
+    assert len(top) == 1 and len([a for a in result.artifacts if a.name.endswith("-face.png")]) == 3
+    best = max((w for t in result.tracks for w in t.windows), key=lambda w: w.fake_probability)
+    assert top[0].track_id == best.track_id and f"-f{best.start_frame}-" in top[0].name
