@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from cli.busy import ServiceBusyError, busy_error, send_patiently
 from cli.client import ENGINE_FLAGS, SERVER_ENV, ApiClient, MultipartFile, resolve_server
 from cli.errors import EXIT_FAILURE, EXIT_INPUT, CommandError
 from shared.options import DEVICES
@@ -250,7 +251,8 @@ class BatchClient(ApiClient):
         return self._call("POST", "/api/v1/batches", json={"name": name, "options": options})
 
     def add_item(self, batch_id: str, video: Path, *, label: str, on_read: Callable[[int], None]) -> dict:
-        """Upload one file, streamed from disk; ItemRefused when the service answers with an error."""
+        """Upload one file, streamed from disk; ServiceBusyError on a 429 (send it again later), ItemRefused
+        when the service answers with another error."""
         body = MultipartFile(path=video, fields={"path": label}, on_read=on_read)
         try:
             response = self._send("POST", f"/api/v1/batches/{batch_id}/items", data=body,
@@ -258,6 +260,9 @@ class BatchClient(ApiClient):
         finally:
             body.close()
         answer = _json_body(response)
+        busy = busy_error(response.status_code, response.headers, answer)
+        if busy is not None:
+            raise busy
         if response.status_code >= 400 or answer is None:
             raise ItemRefused(*_error_of(response.status_code, answer))
         return answer
@@ -311,7 +316,7 @@ def _run_on_server(args: argparse.Namespace, files: list[BatchFile], *, server: 
     options = {name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name) is not None}
     source = args.source.resolve()
     name = args.name or (source.name if source.is_dir() else source.stem)
-    batch = client.create_batch(name=name, options=options)
+    batch = send_patiently(lambda: client.create_batch(name=name, options=options), label=f"batch {name!r}")
     batch_id = batch["id"]
     print(f"batch {batch_id}: {server}/batches/{batch_id}", flush=True)
     uploaded, local_rows = upload_files(client, batch_id, files)
@@ -343,9 +348,9 @@ def upload_files(client: BatchClient, batch_id: str, files: list[BatchFile]) -> 
                 failed.append(_failed_row(item, NOT_FOUND, _missing_message(item)))
                 continue
             try:
-                client.add_item(batch_id, item.path, label=item.label, on_read=bar.update)
+                _upload_item(client, batch_id, item, bar=bar)
                 uploaded += 1
-            except ItemRefused as exc:
+            except (ItemRefused, ServiceBusyError) as exc:  # busy: still, after waiting as long as we wait
                 failed.append(_failed_row(item, exc.code, exc.message))
             except OSError as exc:
                 failed.append(_failed_row(item, UNREADABLE, f"cannot read {item.label}: {exc.strerror or exc}"))
@@ -353,6 +358,24 @@ def upload_files(client: BatchClient, batch_id: str, files: list[BatchFile]) -> 
                 raise CommandError(f"{exc} while uploading {item.label}; batch {batch_id} holds the "
                                    f"{uploaded} files uploaded before it") from None
     return uploaded, failed
+
+
+def _upload_item(client: BatchClient, batch_id: str, item: BatchFile, *, bar: Any) -> dict:
+    """One file, sent again after each 429 once the service's Retry-After has passed (cli.busy)."""
+    counted = 0
+
+    def on_read(size: int) -> None:
+        nonlocal counted
+        counted += size
+        bar.update(size)
+
+    def send() -> dict:
+        nonlocal counted
+        bar.update(-counted)  # a resend counts the file from its start again
+        counted = 0
+        return client.add_item(batch_id, item.path, label=item.label, on_read=on_read)
+
+    return send_patiently(send, label=item.label)
 
 
 def follow_batch(client: BatchClient, batch_id: str, *, interval_s: float,

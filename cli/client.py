@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from cli.busy import busy_error, send_patiently
 from cli.errors import EXIT_FAILURE, EXIT_INPUT, CommandError
 from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES
 
@@ -210,6 +211,9 @@ class ApiClient:
             body = None
         if response.status_code == 401:
             raise UnauthorizedError(self.server, key_sent="Authorization" in self.http.headers)
+        busy = busy_error(response.status_code, response.headers, body)
+        if busy is not None:
+            raise busy
         if response.status_code >= 400 or not isinstance(body, dict):
             raise CommandError(_error_line(response.status_code, body))
         return body
@@ -290,7 +294,11 @@ def _upload(client: ApiClient, video: Path, *, params: dict[str, str]) -> dict:
 
     with tqdm(total=video.stat().st_size, unit="B", unit_scale=True, desc=f"uploading {video.name}",
               file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
-        job = client.submit(video, params=params, on_read=bar.update)
+        def send() -> dict:
+            bar.reset()  # a resend after a 429 starts the file over
+            return client.submit(video, params=params, on_read=bar.update)
+
+        job = send_patiently(send, label=str(video))
     print(job["id"], flush=True)
     print(f"{video}: queued; page: {client.server}{job['links']['page']}", file=sys.stderr, flush=True)
     return job

@@ -402,3 +402,99 @@ def test_against_the_real_batch_api(settings, tmp_path, clips, capsys, monkeypat
     assert (notes["file"], notes["status"], notes["error_code"]) == ("notes.mp4", "failed", "not_a_video")
     printed = capsys.readouterr().out
     assert f"{url}/batches/" in printed.splitlines()[0]
+
+
+# A busy service (429) ----------------------------------------------------------------------------------
+
+def _batch_items(sessions, owner: str) -> list[tuple[str, str]]:
+    """(file, status) of `owner`'s batch items, in batch order."""
+    from sqlalchemy import select
+
+    from shared.db.models import Job
+
+    query = select(Job.upload_name, Job.status).where(Job.owner == owner).order_by(Job.batch_position)
+    with sessions() as session:
+        return [tuple(row) for row in session.execute(query).all()]
+
+
+def _two_files(tmp_path: Path, clips) -> Path:
+    folder = tmp_path / "night"
+    folder.mkdir()
+    shutil.copy(clips[0], folder / "cam1.mp4")
+    shutil.copy(clips[1], folder / "cam2.mp4")
+    return folder
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_item_refused_by_the_rate_limit_is_sent_again_after_retry_after(settings, tmp_path, clips, capsys,
+                                                                           monkeypatch, redis_url, task_queue):
+    import time
+    import uuid
+    from dataclasses import replace
+
+    import redis
+
+    from cli import busy
+    from tests.web.conftest import build_app, running_server
+
+    monkeypatch.delenv("DEEPFAKE_SERVER", raising=False)
+    folder, limiter = _two_files(tmp_path, clips), redis.Redis.from_url(redis_url)
+    for _ in range(3):  # a run whose requests straddle a minute boundary sees no 429: run again, fresh owner
+        owner, waits, window = f"busy-{uuid.uuid4().hex[:8]}", [], int(time.time() // 60)
+
+        def minute_passes(seconds, owner=owner, waits=waits):
+            waits.append(seconds)
+            limiter.delete(*limiter.keys(f"deepfake:rate:{task_queue}:{owner}:*"))
+
+        monkeypatch.setattr(busy, "pause", minute_passes)
+        # Three writes in a minute: the batch and its first item pass, the second item is refused at first.
+        app = build_app(replace(settings, rate_limit_per_minute=2, owner=owner))
+        with running_server(app) as url:
+            code = main(["batch", str(folder), "--server", url, "--no-wait", "--face-detector", "none"])
+        sessions = app.extensions["deepfake.db"]["session_factory"]
+        app.extensions["deepfake.db"]["engine"].dispose()
+        if waits or int(time.time() // 60) == window:
+            break
+
+    captured = capsys.readouterr()
+    assert code == 0 and "uploaded 2 files" in captured.out
+    [waited] = waits
+    assert 1 <= waited <= 60  # the service's Retry-After
+    assert "cam2.mp4: the service is busy [rate_limited]" in captured.err
+    assert _batch_items(sessions, owner) == [("cam1.mp4", "queued"), ("cam2.mp4", "queued")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_item_refused_for_too_many_active_jobs_is_sent_again_once_one_ends(settings, tmp_path, clips, capsys,
+                                                                              monkeypatch):
+    from dataclasses import replace
+
+    from cli import busy
+    from tests.web.conftest import build_app, move_job, running_server
+
+    monkeypatch.delenv("DEEPFAKE_SERVER", raising=False)
+    folder = _two_files(tmp_path, clips)
+    app = build_app(replace(settings, max_active_jobs_per_owner=1))
+    sessions = app.extensions["deepfake.db"]["session_factory"]
+    waits = []
+
+    def first_item_ends(seconds):
+        waits.append(seconds)
+        from sqlalchemy import select
+
+        from shared.db.models import Job
+
+        with sessions() as session:
+            [job_id] = session.scalars(select(Job.id).where(Job.status == "queued")).all()
+        move_job(sessions, settings, job_id, "succeeded")
+
+    monkeypatch.setattr(busy, "pause", first_item_ends)
+    with running_server(app) as url:
+        code = main(["batch", str(folder), "--server", url, "--no-wait", "--face-detector", "none"])
+    app.extensions["deepfake.db"]["engine"].dispose()
+
+    captured = capsys.readouterr()
+    assert code == 0 and "uploaded 2 files" in captured.out
+    assert waits == [busy.DEFAULT_WAIT_S]  # no Retry-After: the default wait
+    assert "cam2.mp4: the service is busy [too_many_active_jobs]" in captured.err
+    assert _batch_items(sessions, settings.owner) == [("cam1.mp4", "succeeded"), ("cam2.mp4", "queued")]

@@ -262,3 +262,81 @@ def test_deepfake_server_in_the_environment_replaces_the_flag(server, settings, 
 def test_a_server_url_of_another_scheme_is_refused(capsys):
     assert main(["status", "anything", "--server", "ftp://127.0.0.1:8000"]) == 2
     assert "use http:// or https://" in capsys.readouterr().err
+
+
+# --- a busy service (429): wait as asked, send the same file again ----------------------------------
+def _serve(settings, **changes):
+    """A web app built with `settings` changed, and the context that serves it over HTTP (yields its URL)."""
+    from dataclasses import replace
+
+    app = build_app(replace(settings, **changes))
+    return app, running_server(app)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_submit_waits_out_the_rate_limit_and_sends_the_file_again(settings, video_clip, other_clip, redis_url,
+                                                                  task_queue, capsys, monkeypatch):
+    import time
+    import uuid
+
+    import redis
+
+    from cli import busy
+
+    limiter = redis.Redis.from_url(redis_url)
+    for _ in range(3):  # a run whose requests straddle a minute boundary sees no 429: run again, fresh owner
+        owner, waits, window = f"busy-{uuid.uuid4().hex[:8]}", [], int(time.time() // 60)
+
+        def minute_passes(seconds, owner=owner, waits=waits):
+            waits.append(seconds)
+            limiter.delete(*limiter.keys(f"deepfake:rate:{task_queue}:{owner}:*"))
+
+        monkeypatch.setattr(busy, "pause", minute_passes)
+        app, serving = _serve(settings, rate_limit_per_minute=1, owner=owner)
+        with serving as url:
+            code = main(["submit", str(video_clip), str(other_clip), "--server", url])
+        app.extensions["deepfake.db"]["engine"].dispose()
+        if waits or int(time.time() // 60) == window:
+            break
+
+    captured = capsys.readouterr()
+    assert code == 0 and len(captured.out.split()) == 2  # both files were taken, neither failed
+    [waited] = waits
+    assert 1 <= waited <= 60  # the service's Retry-After: the seconds to the next window
+    assert f"{other_clip}: the service is busy [rate_limited]" in captured.err
+    assert f"sending it again in {waited:g} s" in captured.err
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_submit_waits_for_active_jobs_to_end_and_gives_up_past_its_patience(settings, video_clip, other_clip,
+                                                                          capsys, monkeypatch):
+    from sqlalchemy import select
+
+    from cli import busy
+    from shared.db.models import Job
+
+    app, serving = _serve(settings, max_active_jobs_per_owner=1)
+    sessions = app.extensions["deepfake.db"]["session_factory"]
+    waits = []
+
+    def first_job_ends(seconds):
+        waits.append(seconds)
+        with sessions() as session:
+            [job_id] = session.scalars(select(Job.id)).all()
+        move_job(sessions, settings, job_id, "succeeded")
+
+    monkeypatch.setattr(busy, "pause", first_job_ends)
+    with serving as url:
+        code = main(["submit", str(video_clip), str(other_clip), "--server", url])
+        assert code == 0 and waits == [busy.DEFAULT_WAIT_S]  # no Retry-After: the default wait
+        assert "[too_many_active_jobs]" in capsys.readouterr().err
+
+        monkeypatch.setattr(busy, "pause", waits.append)  # now nothing ends: two waits fit in 25 s, a third not
+        monkeypatch.setattr(busy, "PATIENCE_S", 25)
+        code = main(["submit", str(video_clip), "--server", url])
+    app.extensions["deepfake.db"]["engine"].dispose()
+
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert waits == [busy.DEFAULT_WAIT_S] * 3
+    assert f"deepfake: error: {video_clip}: " in captured.err and "MAX_ACTIVE_JOBS_PER_OWNER" in captured.err
