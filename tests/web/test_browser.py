@@ -126,6 +126,57 @@ def test_a_batch_of_files_uploads_from_the_page_and_lists_each_file(live_server,
     assert refused == []
 
 
+# Holds batch.js's timers: each wait it asks for is recorded, and runs only when the test calls __resume().
+_HOLD_TIMERS = """window.__waits = []; window.__resume = null;
+window.setTimeout = function (run, ms) { window.__waits.push(ms); window.__resume = run; return 0; };"""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_batch_file_refused_by_the_rate_limit_is_sent_again_after_retry_after(settings, browser, video_clip,
+                                                                                 tmp_path, redis_url, task_queue):
+    """batch.js waits the Retry-After of a 429 (the test stands in for the minute passing) and sends the file again."""
+    import time
+    import uuid
+    from dataclasses import replace
+
+    import redis
+    from selenium.webdriver.common.by import By
+
+    from tests.web.conftest import build_app
+
+    other = tmp_path / "second.mp4"
+    shutil.copy(video_clip, other)
+    limiter = redis.Redis.from_url(redis_url)
+    for _ in range(3):  # a run whose requests straddle a minute boundary sees no 429: run again, fresh owner
+        owner, window = f"busy-{uuid.uuid4().hex[:8]}", int(time.time() // 60)
+        # Three writes in a minute: the batch and its first file pass, the second file is refused at first.
+        app = build_app(replace(settings, rate_limit_per_minute=2, owner=owner))
+        with running_server(app) as url:
+            browser.get(url + "/batches")
+            browser.execute_script(_HOLD_TIMERS)
+            browser.find_element(By.ID, "batch-name").send_keys("busy night")
+            browser.find_element(By.ID, "batch-files").send_keys(f"{video_clip}\n{other}")
+            browser.find_element(By.ID, "batch-submit").click()
+            wait_for(lambda: "/batches/" in browser.current_url
+                     or browser.execute_script("return window.__waits.length"), timeout=30,
+                     what="the batch page or a wait")
+            waits = [] if "/batches/" in browser.current_url else browser.execute_script("return window.__waits")
+            if waits:
+                busy = browser.find_element(By.ID, "batch-current").text
+                limiter.delete(*limiter.keys(f"deepfake:rate:{task_queue}:{owner}:*"))  # the minute passes
+                browser.execute_script("window.__resume()")
+                wait_for(lambda: "/batches/" in browser.current_url, timeout=30, what="the batch page")
+            rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")]
+        app.extensions["deepfake.db"]["engine"].dispose()
+        if waits or int(time.time() // 60) == window:
+            break
+
+    [waited_ms] = waits
+    assert 1000 <= waited_ms <= 60000  # the service's Retry-After, in seconds, to the next window
+    assert "second.mp4: the server is busy" in busy and "RATE_LIMIT_PER_MINUTE" in busy
+    assert len(rows) == 2 and all("queued" in row for row in rows)  # neither file was recorded as failed
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_job_page_plays_the_preview_with_each_tracks_box_and_the_timeline_seeks_it(
         live_server, browser, make_job, advance_job, video_clip, tmp_path):

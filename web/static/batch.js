@@ -10,6 +10,10 @@
   var bar = document.getElementById("batch-progress");
   var current = document.getElementById("batch-current");
   var errorBox = document.getElementById("batch-error");
+  // A 429 (rate_limited with Retry-After; too_many_active_jobs without one) asks the page to wait, not to give
+  // up on the file: wait what the service says (DEFAULT_WAIT_S without it, at most MAX_WAIT_S a time and
+  // PATIENCE_S a file in all), then send the same request again; the same bounds as deepfake batch (cli/busy.py).
+  var DEFAULT_WAIT_S = 10, MAX_WAIT_S = 60, PATIENCE_S = 600;
 
   function fail(message) {
     errorBox.textContent = message;
@@ -19,6 +23,29 @@
 
   function errorText(xhr) {
     try { return JSON.parse(xhr.responseText).error.message; } catch (e) { return "HTTP " + xhr.status; }
+  }
+
+  function waitSeconds(xhr) {
+    var asked = parseFloat(xhr.getResponseHeader("Retry-After"));
+    if (!isFinite(asked) || asked < 0) { asked = DEFAULT_WAIT_S; }
+    return Math.min(Math.max(asked, 1), MAX_WAIT_S);
+  }
+
+  // send(), and again after each 429 once its wait is over, while the waits fit in PATIENCE_S; then done(xhr).
+  function sendPatiently(method, url, body, onProgress, label, done) {
+    var waited = 0;
+    (function attempt() {
+      send(method, url, body, onProgress, function (xhr) {
+        var wait = xhr.status === 429 ? waitSeconds(xhr) : 0;
+        if (!wait || waited + wait > PATIENCE_S) { return done(xhr); }
+        waited += wait;
+        var shown = current.textContent;
+        statusBox.hidden = false;
+        current.textContent = label + ": the server is busy (" + errorText(xhr) + "); sending it again in " +
+          wait + " s";
+        setTimeout(function () { current.textContent = shown; attempt(); }, wait * 1000);
+      });
+    })();
   }
 
   function send(method, url, body, onProgress, done) {
@@ -42,7 +69,7 @@
     var body = JSON.stringify({ name: document.getElementById("batch-name").value, options: options });
     button.disabled = true;
     errorBox.hidden = true;
-    send("POST", form.dataset.api, body, null, function (xhr) {
+    sendPatiently("POST", form.dataset.api, body, null, "The batch", function (xhr) {
       if (xhr.status !== 201) { return fail("The batch could not be created: " + errorText(xhr)); }
       var batch = JSON.parse(xhr.responseText);
       var failures = [];
@@ -58,9 +85,9 @@
         var data = new FormData();
         data.append("path", file.name);
         data.append("video", file);
-        send("POST", batch.links.items, data, function (e) {
+        sendPatiently("POST", batch.links.items, data, function (e) {
           if (e.lengthComputable) { bar.value = Math.round(100 * (index + e.loaded / e.total) / files.length); }
-        }, function (itemXhr) {
+        }, file.name, function (itemXhr) {
           if (itemXhr.status !== 201) { failures.push(file.name + ": " + errorText(itemXhr)); }
           next(index + 1);
         });
