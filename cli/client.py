@@ -17,24 +17,13 @@ from urllib.parse import urlsplit
 
 from cli.busy import busy_error, send_patiently
 from cli.errors import EXIT_FAILURE, EXIT_INPUT, CommandError
-from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES
+from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES, OPTION_HELP
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SERVER_ENV = "DEEPFAKE_SERVER"
 API_KEY_ENV = "DEEPFAKE_API_KEY"
 SERVER_SCHEMES = ("http", "https")
 CHUNK_BYTES = 1024 * 1024
-_FLAG_HELP = {
-    "weights": "checkpoint file name in the server's WEIGHTS_DIR",
-    "sequence_length": "frames per window (default: the checkpoint's)",
-    "window_stride": "frames between window starts",
-    "frame_stride": "analyse every N-th frame",
-    "detect_every": "run the face detector every K-th analysed frame",
-    "full_detect_every": "search whole frames every N-th detection (1: always)",
-    "face_detector": "auto: RetinaFace when the server has its weights, else OpenCV; "
-                     "none: the video is already cropped to one face",
-    "precision": "auto: the fastest precision that agrees with fp32 on the worker",
-}
 
 
 def _engine_flag(name: str) -> dict[str, Any]:
@@ -42,7 +31,7 @@ def _engine_flag(name: str) -> dict[str, Any]:
     values: dict[str, Any] = {"choices": CHOICES[name]} if name in CHOICES else {}
     if name in INT_RANGES:
         values["type"] = int
-    return {**values, "help": _FLAG_HELP[name]}
+    return {**values, "help": OPTION_HELP[name]}  # the pages' and the API document's line too
 
 
 # Engine settings the API accepts per job (shared.options.CLIENT_OPTIONS), as CLI flags.
