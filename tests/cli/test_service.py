@@ -12,12 +12,13 @@ import pytest
 import requests
 
 from cli.service import free_port
+from shared.db.models import TERMINAL_STATUSES
 from shared.db.session import current_revision, head_revision
 from tests.checkpoints import write_constant_checkpoint, write_seed_checkpoint
 from tests.conftest import PUBLISHED_DETECTOR, REDIS_URL, REPO_ROOT, stop_process_group, wait_for
 from tests.media import make_face_clip
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 
 from shared.db import jobs
-from shared.db.models import Job
+from shared.db.models import TERMINAL_STATUSES, Job
 from tests.checkpoints import write_constant_checkpoint
 from tests.conftest import stop_process_group, wait_for
 from tests.worker.conftest import FAST_PARAMS
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 def _job(db_session_factory, job_id: str) -> Job:

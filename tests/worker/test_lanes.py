@@ -14,12 +14,12 @@ from sqlalchemy import update
 from shared import lanes, liveness
 from shared.db import jobs
 from shared.db.batches import create_batch
-from shared.db.models import Job, utcnow
+from shared.db.models import TERMINAL_STATUSES, Job, utcnow
 from tests.conftest import wait_for
 from worker.celery_app import ANALYZE_TASK, make_celery
 from worker.reaper import Reaper, task_job_id
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 @pytest.fixture
