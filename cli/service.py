@@ -46,6 +46,7 @@ WEB_SERVERS = ("gunicorn", "werkzeug")
 # the database or on a client's upload, so threads (gthread) rather than more processes carry the load.
 DEFAULT_WEB_WORKERS = 2
 DEFAULT_WEB_THREADS = 8
+RETINAFACE_BACKBONES = ("mobilenet0.25", "resnet50")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -303,7 +304,9 @@ def _serve_web(settings, *, host: str, port: int) -> None:
         timeout = settings.client_read_timeout_s or None  # socketserver applies it to each connection
 
     server = make_server(host, port, create_app(settings), threaded=True, request_handler=TimedRequestHandler)
-    print(f"deepfake: serving on http://{host}:{server.port}", flush=True)
+    url = f"http://{host}:{server.port}"
+    print(f"deepfake: serving on {url}: open it in a browser to upload a video; API reference at {url}/api-docs",
+          flush=True)
     with _sigterm_as_interrupt():
         try:
             server.serve_forever()
@@ -346,6 +349,8 @@ def serve_command(args: argparse.Namespace) -> int:
                 settings = replace(settings, redis_url=redis_url)
             settings = replace(settings, database_url=settings.effective_database_url)
             migrate(settings)
+            for line in installed_report(settings):
+                print(f"deepfake: {line}", flush=True)
             for line in startup_warnings(settings, workers=args.workers):
                 print(f"deepfake: warning: {line}", file=sys.stderr, flush=True)
             for index in range(args.workers):
@@ -364,6 +369,20 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def installed_report(settings) -> list[str]:
+    """Which face detector `auto` will use and which checkpoints jobs may choose, said at start: found by
+    file name, as /readyz reports them, without loading the engine."""
+    from shared.model.weights_registry import find_detector_weights
+    from shared.options import installed_checkpoints
+
+    weights = Path(settings.weights_dir).resolve()
+    found = next(filter(None, (find_detector_weights(weights, backbone=name) for name in RETINAFACE_BACKBONES)), None)
+    detector = f"RetinaFace ({found[0].name})" if found else "OpenCV's Haar fallback (no RetinaFace weights)"
+    names = installed_checkpoints(weights) or []
+    return [f"face detector: {detector}",
+            f"checkpoints in {weights}: {', '.join(names) if names else 'none'}"]
+
+
 def startup_warnings(settings, *, workers: int) -> list[str]:
     """What keeps this `serve` from analysing, or analysing well; said once at start.
 
@@ -373,12 +392,15 @@ def startup_warnings(settings, *, workers: int) -> list[str]:
     """
     from shared.model.weights_registry import find_detector_weights
 
+    from shared.options import installed_checkpoints
+
     warnings = []
     weights = Path(settings.weights_dir)
-    if not (weights.is_dir() and any(weights.glob("*.pt"))):
+    if not installed_checkpoints(weights):
         warnings.append(f"no model checkpoint (model_<acc>_acc_<frames>_frames_*.pt) in {weights.resolve()}: "
-                        "every job will fail and /readyz reports not ready; weights/README.md says where to get one")
-    if not any(find_detector_weights(weights, backbone=name) for name in ("mobilenet0.25", "resnet50")):
+                        "every job will fail and /readyz reports not ready; weights/README.md says where to get one, "
+                        "`deepfake weights list` names the known files")
+    if not any(find_detector_weights(weights, backbone=name) for name in RETINAFACE_BACKBONES):
         warnings.append(f"no RetinaFace weights in {weights.resolve()}: faces are found with OpenCV's Haar fallback, "
                         "which misses profile and small faces; run `deepfake weights fetch retinaface-mobilenet0.25`")
     if workers == 0:

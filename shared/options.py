@@ -63,6 +63,7 @@ OPTION_HELP: dict[str, str] = {
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # Face-detector weights share WEIGHTS_DIR (weights/README.md): RetinaFace files are never a model to choose.
 _DETECTOR_FILE = re.compile(r"^(retinaface|detection_)|_final\.pth$", re.IGNORECASE)
+_DETECTOR_SUFFIXES = (".pth", ".onnx", ".zip")
 _WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 # Form fields are read as plain ASCII decimals, with an optional sign and (for floats) a fraction.
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,9}", re.ASCII)
@@ -210,6 +211,16 @@ def installed_checkpoints(weights_dir: Path) -> list[str] | None:
         return None
     return sorted(path.name for path in folder.iterdir() if path.suffix in CHECKPOINT_SUFFIXES
                   and path.is_file() and not _DETECTOR_FILE.search(path.name))
+
+
+def installed_detector_files(weights_dir: Path) -> list[str]:
+    """The RetinaFace weight files in `weights_dir`, sorted: `face_detector=auto` uses RetinaFace when there is
+    one, else OpenCV's Haar fallback. By name only, so the web can report it without the engine."""
+    folder = Path(weights_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(path.name for path in folder.iterdir()
+                  if path.suffix in _DETECTOR_SUFFIXES and _DETECTOR_FILE.search(path.name) and path.is_file())
 
 
 def named_checkpoint(weights_dir: Path, name: str) -> Path:

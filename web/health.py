@@ -1,13 +1,16 @@
 """Liveness and readiness: /healthz answers while the process runs, /readyz when the service can analyse.
 
 Ready means: the database answers, the broker answers, at least one worker consuming the web's
-queue beat within `shared.liveness.ALIVE_FOR_S`, and WEIGHTS_DIR holds a checkpoint (`*.pt`; the
-web never imports the engine, so it only looks for the files the engine would load).
+queue beat within `shared.liveness.ALIVE_FOR_S`, and WEIGHTS_DIR holds a checkpoint (`*.pt`/`*.pth`; the
+web never imports the engine, so it only looks for the files the engine would load). Either way /readyz
+also says which face detector `auto` will use (RetinaFace when its weights are installed, else the OpenCV
+Haar fallback) and which checkpoints a job may choose.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify
@@ -15,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import liveness
+from shared.options import installed_checkpoints, installed_detector_files
 from web.context import current_settings
 from web.db import get_engine
 from web.openapi import operation
@@ -22,8 +26,8 @@ from web.openapi import operation
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 1.0
-# The seed's checkpoints (model_<acc>_acc_<frames>_frames_*.pt) and the project's default.pt alike.
-CHECKPOINT_GLOB = "*.pt"
+HAAR_NOTE = ("no RetinaFace weights in WEIGHTS_DIR: faces are found with OpenCV's Haar fallback, which misses "
+             "profile and small faces (deepfake weights fetch retinaface-mobilenet0.25)")
 
 
 @bp.get("/healthz")
@@ -41,11 +45,20 @@ def readyz() -> tuple[Response, int]:
     checks = {"database": check_database(), "broker": broker,
               "workers": check_workers() if broker == "ok" else "unknown (broker unreachable)",
               "model": check_model()}
+    installed = installed_weights()
     down = sorted(name for name, state in checks.items() if state != "ok")
     if not down:
-        return jsonify(status="ok", checks=checks), 200
+        return jsonify(status="ok", checks=checks, **installed), 200
     message = "; ".join(f"{name}: {checks[name]}" for name in down)
-    return jsonify(error={"code": "not_ready", "message": message, "down": down}, checks=checks), 503
+    return jsonify(error={"code": "not_ready", "message": message, "down": down}, checks=checks, **installed), 503
+
+
+def installed_weights() -> dict[str, Any]:
+    """The face detector `face_detector=auto` will use and the checkpoints a job may choose (file names)."""
+    folder = Path(current_settings().weights_dir)
+    files = installed_detector_files(folder)
+    detector = {"name": "retinaface", "weights": files} if files else {"name": "opencv", "weights": [], "note": HAAR_NOTE}
+    return {"detector": detector, "checkpoints": installed_checkpoints(folder) or []}
 
 
 def check_database() -> str:
@@ -99,6 +112,6 @@ def check_workers() -> str:
 def check_model() -> str:
     """"ok", or that WEIGHTS_DIR holds no checkpoint for the workers to load."""
     folder = Path(current_settings().weights_dir)
-    if folder.is_dir() and any(folder.glob(CHECKPOINT_GLOB)):
+    if installed_checkpoints(folder):
         return "ok"
-    return f"no model checkpoint ({CHECKPOINT_GLOB}) in {folder}: see weights/README.md"
+    return f"no model checkpoint (*.pt, *.pth) in {folder}: see weights/README.md"

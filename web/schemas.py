@@ -71,8 +71,12 @@ COMPONENTS: dict[str, Any] = {
                          "rows": {"type": "array", "items": {"type": "object"}},
                          "summary": {"type": "object"}}, "columns", "rows", "summary"),
     "Health": _obj({"status": _STR}, "status"),
-    "Readiness": _obj({"status": _STR, "checks": {"type": "object", "additionalProperties": _STR}},
-                      "status", "checks"),
+    "Readiness": _obj({"status": _STR, "checks": {"type": "object", "additionalProperties": _STR},
+                       "detector": _obj({"name": {"enum": ["retinaface", "opencv"]},
+                                         "weights": {"type": "array", "items": _STR}, "note": _STR}, "name", "weights"),
+                       "checkpoints": {"type": "array", "items": _STR,
+                                       "description": "Checkpoint file names in WEIGHTS_DIR a job may choose."}},
+                      "status", "checks", "detector", "checkpoints"),
     "OpenAPI": {"type": "object", "description": "This document."},
 }
 

@@ -8,6 +8,7 @@ import redis
 
 from shared import liveness
 from tests.web.conftest import build_app
+from web.health import HAAR_NOTE
 
 
 @pytest.fixture
@@ -31,7 +32,9 @@ def test_readyz_when_everything_answers_and_a_worker_is_alive(client, ready_serv
 
     assert response.status_code == 200
     assert response.json == {"status": "ok",
-                             "checks": {"database": "ok", "broker": "ok", "workers": "ok", "model": "ok"}}
+                             "checks": {"database": "ok", "broker": "ok", "workers": "ok", "model": "ok"},
+                             "detector": {"name": "opencv", "weights": [], "note": HAAR_NOTE},
+                             "checkpoints": ["model_90_acc_20_frames_test.pt"]}
 
 
 def test_readyz_fails_without_a_worker_or_a_checkpoint(client, settings, task_queue):
