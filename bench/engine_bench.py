@@ -99,7 +99,8 @@ import json, sys, time
 from pathlib import Path
 from shared.model.faces import build_face_detector
 from shared.model.stages.producer import CropProducer
-from shared.model.video import VideoReader, probe_video
+from shared.media import probe_video
+from shared.model.video import VideoReader
 video, weights_dir, batch = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 detector, _ = build_face_detector(kind="auto", device="cpu", weights_dir=weights_dir, threads=1)
 info = probe_video(video)

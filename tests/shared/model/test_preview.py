@@ -62,7 +62,8 @@ def test_sizes_and_rates():
 
 def test_the_recorder_keeps_every_kth_frame_it_is_given_scaled(clip, tmp_path):
     from shared.model.preview import PreviewRecorder
-    from shared.model.video import VideoReader, probe_video
+    from shared.media import probe_video
+    from shared.model.video import VideoReader
 
     info = probe_video(clip)
     recorder = PreviewRecorder(tmp_path / "r.mp4", info=info, short_side=120)
@@ -76,7 +77,8 @@ def test_the_recorder_keeps_every_kth_frame_it_is_given_scaled(clip, tmp_path):
 
 def test_a_discarded_recording_leaves_no_file(clip, tmp_path):
     from shared.model.preview import PreviewRecorder
-    from shared.model.video import VideoReader, probe_video
+    from shared.media import probe_video
+    from shared.model.video import VideoReader
 
     info = probe_video(clip)
     recorder = PreviewRecorder(tmp_path / "r.mp4", info=info)

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.media import probe_video
 from shared.model.faces import build_face_detector
 from shared.model.pipeline import EngineCache, analyze_video
 from shared.model.stages.producer import CropProducer
 from shared.model.tracking import iou_matrix
-from shared.model.video import VideoReader, probe_video
+from shared.model.video import VideoReader
 from shared.options import AnalysisOptions
 from shared.settings import Settings
 from tests.checkpoints import write_seed_checkpoint

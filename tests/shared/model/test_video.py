@@ -15,7 +15,9 @@ import psutil
 import pytest
 
 from shared.errors import InvalidOptionsError, NoDecodableFramesError
-from shared.model.video import VideoReader, probe_video, sha256_file
+from shared.files import sha256_file
+from shared.media import probe_video
+from shared.model.video import VideoReader
 from tests.media import animated_frames, make_face_clip, write_video
 from tests.memory import PeakAnonymousMemory
 

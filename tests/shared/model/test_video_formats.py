@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.model.video import VideoReader, probe_video
+from shared.media import probe_video
+from shared.model.video import VideoReader
 from tests.media import animated_frames, write_video
 
 WIDTH, HEIGHT, FPS, COUNT = 176, 144, 10.0, 12

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.media import probe_video
 from shared.model.faces import build_face_detector
 from shared.model.faces.inference import RetinaFaceDetector
 from shared.model.faces.openvino_net import OpenVINORetinaFace
 from shared.model.tracking import iou_matrix
-from shared.model.video import VideoReader, probe_video
+from shared.model.video import VideoReader
 from shared.model.weights_registry import NORMALISATION
 from tests.media import animated_frames, face_photo, write_video
 from tests.shared.model.test_video_formats import MATRIX, _encoders
