@@ -109,7 +109,8 @@ def annotate_video(source: Path, target: Path, *, result: dict[str, Any], thread
 
     `on_progress(frames_done, frames_total)` is called after each few frames.
     """
-    from shared.model.video import VideoReader, probe_video
+    from shared.media import probe_video
+    from shared.model.video import VideoReader
 
     info = probe_video(source)
     reader = VideoReader(source, batch_size=_DECODE_BATCH, info=info, threads=threads,

@@ -242,7 +242,8 @@ def write_preview(source: Path, target: Path, *, info=None, threads: int = 0,
     """Transcode `source` into a small seekable preview at `target`; streams, one few-frame batch at a time.
 
     `should_cancel` is asked between batches; a yes raises AnalysisCancelled and removes the file."""
-    from shared.model.video import VideoReader, probe_video
+    from shared.media import probe_video
+    from shared.model.video import VideoReader
 
     info = info if info is not None else probe_video(source)
     width, height = scaled_size(info.width, info.height, short_side=short_side)
