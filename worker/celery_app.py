@@ -21,9 +21,13 @@ environment on first access, never at import.
 """
 from __future__ import annotations
 
+import logging
+import re
+import warnings
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 from celery.signals import celeryd_after_setup
 
 from shared import lanes
@@ -36,6 +40,40 @@ VISIBILITY_TIMEOUT_S = 3600
 FRONT_QUEUE_SUFFIX = lanes.FRONT_QUEUE_SUFFIX
 
 
+# Output a user of the service cannot act on, dropped by message where the worker starts (every other
+# warning and log line stays): torch's notice that a CPU machine has no CUDA runtime (about compiling C++
+# extensions, which the engine never does); NNCF's int8 calibration progress bars, which the worker's stdout
+# redirection would log as WARNINGs; both also as they arrive through that redirection.
+UNACTIONABLE_LINES: dict[str, tuple[str, ...]] = {
+    "torch.utils.cpp_extension": (r"No CUDA runtime is found",),
+    "celery.redirected": (r"No CUDA runtime is found", r"━+.*\b\d{1,3}%"),
+}
+# Celery's advice against running a worker as root is about accepting pickled messages; this app accepts JSON
+# only (see _config), and a container or `serve` on a personal machine may run as root.
+ROOT_ADVICE = r"You're running the worker with superuser privileges"
+
+
+class DropLines(logging.Filter):
+    """Drops the records whose message matches one of `patterns`."""
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
+        self.patterns = [re.compile(pattern) for pattern in patterns]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(pattern.search(message) for pattern in self.patterns)
+
+
+def drop_unactionable_output() -> None:
+    """Install the filters above (once per process; forked pool processes inherit them)."""
+    for name, patterns in UNACTIONABLE_LINES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, DropLines) for existing in logger.filters):
+            logger.addFilter(DropLines(patterns))
+    warnings.filterwarnings("ignore", message=ROOT_ADVICE, category=SecurityWarning)
+
+
 class MissingBrokerError(RuntimeError):
     """REDIS_URL is not set, so there is no broker to take tasks from."""
 
@@ -44,6 +82,7 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app for `settings`: broker = REDIS_URL, no result backend (results live in SQL)."""
     if not settings.redis_url:
         raise MissingBrokerError("REDIS_URL is not set: workers need a Redis broker")
+    drop_unactionable_output()
     app = Celery("deepfake", broker=settings.redis_url, set_as_current=False)
     app.conf.update(_config(settings))
     app.deepfake_settings = settings
