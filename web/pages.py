@@ -1,4 +1,5 @@
-"""Server-rendered pages: upload, job (progress, then the result; delete once ended), jobs list, batches.
+"""Server-rendered pages: upload, job (progress, then the result; delete once ended), jobs list, batches,
+and the API reference (Swagger UI over the OpenAPI document).
 
 The pages read the same JSON the API serves, so a job submitted through the API shows the same way.
 """
@@ -8,9 +9,9 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from shared.db import jobs as job_store
 from shared.db import batches as batch_store
+from shared.options import installed_checkpoints
 from web import batches as batch_api
 from web.api import fetch_job_page, load_job, partial_windows, remove_job
-from shared.options import installed_checkpoints
 from web.context import current_settings
 from web.db import get_session
 from web.presenters import job_json, job_page_view, job_summary_json
