@@ -76,6 +76,10 @@ class Settings:
     s3_region: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # RESUME_CHECKPOINTS: record a running job's trunk features in the store every few hundred crops, so a
+    # job whose worker stops resumes there on any worker (0 = off; see shared/model/resume.py).
+    resume_checkpoints: bool = True
+    resume_checkpoint_crops: int = 256  # RESUME_CHECKPOINT_CROPS: crops per recorded chunk
     # RESULT_RETENTION_DAYS: ended jobs (result, timeline, pictures, upload) are deleted this long after they
     # ended; 0 = kept until deleted by their owner.
     result_retention_days: int = 0
@@ -133,6 +137,8 @@ class Settings:
             s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
             s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
             result_retention_days=max(0, _int(env, "RESULT_RETENTION_DAYS", 0)),
+            resume_checkpoints=_int(env, "RESUME_CHECKPOINTS", 1) != 0,
+            resume_checkpoint_crops=max(1, _int(env, "RESUME_CHECKPOINT_CROPS", 256)),
             failed_batch_upload_retention_days=max(0, _int(env, "FAILED_BATCH_UPLOAD_RETENTION_DAYS", 7)),
             batch_import_root=Path(env["BATCH_IMPORT_ROOT"]) if env.get("BATCH_IMPORT_ROOT") else None,
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,

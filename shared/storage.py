@@ -29,6 +29,7 @@ from shared.settings import Settings
 
 UPLOADS = "uploads"
 ARTIFACTS = "artifacts"
+CHECKPOINTS = "checkpoints"  # a running job's recorded trunk features, for resuming (shared.model.resume)
 
 
 class StoredFileMissingError(FileNotFoundError):
@@ -214,3 +215,30 @@ def _remote_errors(key: str) -> Iterator[None]:
         raise StorageUnavailableError(f"object storage refused {key!r}: {exc}") from exc
     except BotoCoreError as exc:
         raise StorageUnavailableError(f"object storage unreachable for {key!r}: {exc}") from exc
+
+
+class StoreFolder:
+    """One folder of a store as named files (shared.model.resume's ChunkStore): list, read, write, delete."""
+
+    def __init__(self, store: FileStore, prefix: str) -> None:
+        self.store, self.prefix = store, check_key(prefix)
+
+    def names(self) -> list[str]:
+        return sorted(obj.key.rsplit("/", 1)[-1] for obj in self.store.list(self.prefix))
+
+    def read(self, name: str) -> bytes:
+        key = f"{self.prefix}/{name}"
+        data = self.store.fetch(key).read_bytes()
+        if self.store.remote:
+            self.store.evict(key)
+        return data
+
+    def write(self, name: str, path: Path) -> None:
+        key = f"{self.prefix}/{name}"
+        target = self.store.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        self.store.publish(key)
+
+    def delete(self, name: str) -> None:
+        self.store.delete(f"{self.prefix}/{name}")

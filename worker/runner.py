@@ -14,7 +14,7 @@ from shared.db import jobs, retention, reuse
 from shared.db.artifacts import remove_attempt, write_artifacts
 from shared.db.models import Job
 from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
-from shared.storage import ARTIFACTS, UPLOADS, StoredFileMissingError
+from shared.storage import ARTIFACTS, CHECKPOINTS, UPLOADS, StoredFileMissingError, StoreFolder
 from worker.context import WorkerContext
 from worker.progress import TRANSIENT_ERRORS, ProgressReporter
 
@@ -57,8 +57,17 @@ def run_job(job_id: str, *, context: WorkerContext) -> Outcome:
             # This machine's copy of the upload; the store keeps the original.
             context.store.evict(f"{UPLOADS}/{job.stored_name}")
     if outcome in ENDED:
+        _drop_checkpoints(job, context=context)
         sweep_expired_uploads(context=context)
     return outcome
+
+
+def _drop_checkpoints(job: Job, *, context: WorkerContext) -> None:
+    """An ended job's feature recording is of no more use (a transient retry or a superseded attempt keeps it)."""
+    try:
+        context.store.delete_prefix(f"{CHECKPOINTS}/{job.id}")
+    except (OSError, *TRANSIENT_ERRORS) as exc:
+        log.warning("job %s: its resume checkpoints were not removed: %s", job.id, exc)
 
 
 def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
@@ -69,7 +78,9 @@ def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
             options = _options(job, context=context)
             key = _reuse_key(job, options=options, context=context)
             reused = _find_reused(job, key=key, context=context)
-            result = None if reused else _analyze(job, options=options, context=context, reporter=reporter)
+            checkpoint = None if reused else _feature_checkpoint(job, key=key, context=context)
+            result = None if reused else _analyze(job, options=options, context=context, reporter=reporter,
+                                                  checkpoint=checkpoint)
     except AnalysisCancelled:
         return handle_cancelled(job, context=context, superseded=reporter.superseded)
     except EngineError as exc:
@@ -82,7 +93,19 @@ def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
                               message="the analysis failed because of an internal error; see the worker log")
     if reused is not None:
         return handle_reused(job, context=context, source=reused[0], stored=reused[1], key=key)
-    return handle_success(job, context=context, result=result, key=key)
+    return handle_success(job, context=context, result=result, key=key,
+                          reused_crops=checkpoint.reused_crops if checkpoint is not None else 0)
+
+
+def _feature_checkpoint(job: Job, *, key: str, context: WorkerContext) -> Any:
+    """The job's recording of trunk features in the store (shared.model.resume), keyed by the answer's
+    identity: an attempt with another checkpoint or settings starts a recording of its own."""
+    if not context.settings.resume_checkpoints:
+        return None
+    from shared.model.resume import FeatureCheckpoint
+
+    return FeatureCheckpoint(StoreFolder(context.store, f"{CHECKPOINTS}/{job.id}/{key[:16]}"),
+                             flush_rows=context.settings.resume_checkpoint_crops)
 
 
 def _options(job: Job, *, context: WorkerContext) -> Any:
@@ -111,21 +134,26 @@ def _find_reused(job: Job, *, key: str, context: WorkerContext) -> tuple[Job, li
     return None if stored is None else (source, stored)
 
 
-def _analyze(job: Job, *, options: Any, context: WorkerContext, reporter: ProgressReporter) -> Any:
+def _analyze(job: Job, *, options: Any, context: WorkerContext, reporter: ProgressReporter,
+             checkpoint: Any = None) -> Any:
     from shared.model.pipeline import analyze_video
 
     video = _upload_path(context.store, job.stored_name)
     # The preview's temporary file beside the artifacts, so storing it (write_artifacts) is a rename.
     return analyze_video(video, options=options, cache=context.engine_cache, sha256=job.upload_sha256,
                          on_progress=reporter.on_progress, should_cancel=reporter.should_stop,
-                         preview_dir=context.settings.artifacts_dir)
+                         preview_dir=context.settings.artifacts_dir, feature_checkpoint=checkpoint)
 
 
-def handle_success(job: Job, *, context: WorkerContext, result: Any, key: str | None = None) -> Outcome:
+def handle_success(job: Job, *, context: WorkerContext, result: Any, key: str | None = None,
+                   reused_crops: int = 0) -> Outcome:
     """Write the artifact files, then the result, windows and artifact rows in one transaction."""
     stored = write_artifacts(artifacts_dir=context.settings.artifacts_dir, job_id=job.id, attempt=job.attempts,
                              artifacts=result.artifacts)
-    outcome = _complete(job, context=context, result=result.to_dict(), stored=stored, key=key)
+    document = result.to_dict()
+    if reused_crops:  # this attempt resumed an earlier one's recording (shared.model.resume)
+        document["resumed"] = {"crops_reused": reused_crops, "attempt": job.attempts}
+    outcome = _complete(job, context=context, result=document, stored=stored, key=key)
     if outcome is Outcome.SUCCEEDED:
         log.info("job %s: succeeded (%s)", job.id, result.verdict)
     return outcome

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.db.jobs import owned_by
 from shared.db.models import Artifact, Batch, Job, JobStatus, JobWindow, utcnow
-from shared.storage import ARTIFACTS, UPLOADS, FileStore
+from shared.storage import ARTIFACTS, CHECKPOINTS, UPLOADS, FileStore
 
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 SECONDS_PER_DAY = 86_400
@@ -72,6 +72,7 @@ def remove_job_files(*, store: FileStore, job_id: str, stored_name: str | None) 
         remove_upload(store=store, stored_name=stored_name)
     if job_id and "/" not in job_id:
         store.delete_prefix(f"{ARTIFACTS}/{job_id}")
+        store.delete_prefix(f"{CHECKPOINTS}/{job_id}")
 
 
 def remove_upload(*, store: FileStore, stored_name: str) -> None:

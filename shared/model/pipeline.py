@@ -105,6 +105,7 @@ def analyze_video(
     should_cancel: CancelCheck | None = None,
     sha256: str | None = None,
     preview_dir: Path | None = None,
+    feature_checkpoint: object | None = None,
 ) -> AnalysisResult:
     """Analyse every (frame_stride-th) frame of the video; raises the engine's typed errors.
 
@@ -112,6 +113,8 @@ def analyze_video(
     as it arrived), so the file is not read a second time. `timings["load_s"]` is what this
     analysis spent getting its model: 0 when it was already loaded. With `preview_dir` (and the
     `preview` option on) the result gains a `preview.mp4` artifact whose temporary file lies there.
+    With `feature_checkpoint` (shared.model.resume.FeatureCheckpoint) the trunk's features are recorded
+    as the analysis goes, and an earlier attempt's recording is replayed instead of computed again.
     """
     from shared.media.limits import VideoLimits
     from shared.model.video import probe_video, sha256_file
@@ -126,7 +129,8 @@ def analyze_video(
         timings = {"probe_s": probe_s, "load_s": load_s}
         result = run_analysis(Path(path), info=info, engine=engine, options=options, on_progress=on_progress,
                               should_cancel=should_cancel, timings=timings,
-                              preview_dir=Path(preview_dir) if preview_dir is not None and options.preview else None)
+                              preview_dir=Path(preview_dir) if preview_dir is not None and options.preview else None,
+                              feature_checkpoint=feature_checkpoint)
     hash_start = time.perf_counter()
     result.video["sha256"] = sha256 or sha256_file(path)
     result.timings["hash_s"] = time.perf_counter() - hash_start

@@ -95,8 +95,10 @@ class _TopWindows:
 class WindowConsumer:
     """Embeds crops, fills each track's windows and scores the complete ones."""
 
-    def __init__(self, *, engine, plan: WindowPlan, options) -> None:
+    def __init__(self, *, engine, plan: WindowPlan, options, feature_checkpoint=None) -> None:
         self.engine = engine
+        # shared.model.resume.FeatureCheckpoint: replays an earlier attempt's features, records this one's.
+        self.feature_checkpoint = feature_checkpoint
         self.plan = plan
         self.batch_size = options.batch_size
         self.min_track_frames = options.min_track_frames
@@ -153,7 +155,10 @@ class WindowConsumer:
             owners = [o for _, group in self._pending_crops for o in group]
             self._pending_crops, self._pending_count = [], 0
             start = time.perf_counter()
-            features = self.engine.embedder(crops)
+            if self.feature_checkpoint is None:
+                features = self.engine.embedder(crops)
+            else:
+                features = self.feature_checkpoint.embed(crops, self.engine.embedder)
             self.timings["embed_s"] += time.perf_counter() - start
             if self.per_frame_outputs:
                 start = time.perf_counter()

@@ -61,7 +61,7 @@ def _analysed_frame_s(info, options) -> float:
 
 def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, timings: dict[str, float],
-                 preview_dir: Path | None = None) -> AnalysisResult:
+                 preview_dir: Path | None = None, feature_checkpoint=None) -> AnalysisResult:
     """Analyse the video at `path` (already probed as `info`) with a loaded engine; `timings` gains
     the stages' own (decode_s, detect_s, crop_s, embed_s, classify_s, heatmaps_s).
 
@@ -79,7 +79,7 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
                             crop_margin=options.crop_margin, frame_s=_analysed_frame_s(info, options),
                             crop_threads=threads.producer)
     plan = WindowPlan.of(options, engine.spec)
-    consumer = WindowConsumer(engine=engine, plan=plan, options=options)
+    consumer = WindowConsumer(engine=engine, plan=plan, options=options, feature_checkpoint=feature_checkpoint)
     progress = _ProgressReporter(on_progress, expected_frames=-(-info.frames // options.frame_stride))
     depth = max(2, -(-CNN_BATCHES_AHEAD * options.batch_size // decode_batch))
     recorder = _preview_recorder(preview_dir, info=info, options=options, threads=threads.producer)
