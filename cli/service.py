@@ -185,6 +185,10 @@ def web_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# Set by `serve` for the workers it starts: one machine, so nothing to say about shared storage.
+SERVE_CHILD_ENV = "DEEPFAKE_SERVE_CHILD"
+
+
 def require_shared_services(settings, *, role: str) -> None:
     """`deepfake web` and `deepfake worker` are the parts of a deployment over several machines: each needs
     the shared database and broker. Without DATABASE_URL a private SQLite file would silently hold jobs
@@ -195,7 +199,7 @@ def require_shared_services(settings, *, role: str) -> None:
         raise CommandError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: a {role} "
                            "started on its own shares the deployment's database and Redis broker (on one "
                            "machine, `deepfake serve` runs everything with embedded defaults)")
-    if settings.storage == "local":
+    if settings.storage == "local" and not os.environ.get(SERVE_CHILD_ENV):  # serve's own workers share its disk
         print(f"deepfake: STORAGE=local: every web and worker machine must see the same DATA_DIR "
               f"({settings.data_dir}), e.g. a shared folder; or set STORAGE=s3", file=sys.stderr, flush=True)
 
@@ -495,7 +499,8 @@ def start_worker_process(settings, *, index: int, processes: int = 1) -> subproc
     `processes` workers share the machine's cores (each takes its share of the thread budget)."""
     env = {"REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
            "DATA_DIR": str(Path(settings.data_dir).resolve()), "WEIGHTS_DIR": str(Path(settings.weights_dir).resolve()),
-           "ENGINE_PROCESSES": os.environ.get("ENGINE_PROCESSES", str(max(1, processes)))}
+           "ENGINE_PROCESSES": os.environ.get("ENGINE_PROCESSES", str(max(1, processes))),
+           SERVE_CHILD_ENV: "1"}
     gpus = gpu_count() if _wants_gpu(settings.device) else 0
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
