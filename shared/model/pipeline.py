@@ -117,7 +117,8 @@ def analyze_video(
     as the analysis goes, and an earlier attempt's recording is replayed instead of computed again.
     """
     from shared.media.limits import VideoLimits
-    from shared.model.video import probe_video, sha256_file
+    from shared.files import sha256_file
+    from shared.media import probe_video
 
     started = time.perf_counter()
     # The configured limits again: the CLI and imported files do not pass the web's probe.
