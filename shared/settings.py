@@ -99,8 +99,8 @@ class Settings:
     max_video_streams: int = 16  # MAX_VIDEO_STREAMS: video + a few audio and subtitle tracks
     # Per-owner limits of the API's writes (web.limits; 0 = off). The rate is counted in Redis: no Redis, no limit.
     # RATE_LIMIT_PER_MINUTE: job submissions, batch creations and batch items together. 600 (10 a second) stops a
-    # flood without cutting a batch of hundreds of small files short: `deepfake batch` and the batch page upload one
-    # request per file and do not yet wait out a 429.
+    # flood without slowing a batch of hundreds of small files: `deepfake batch` and the batch page upload one
+    # request per file and wait out a 429 (cli/busy.py), so a lower limit costs them time, not files.
     rate_limit_per_minute: int = 600
     max_active_jobs_per_owner: int = 1000  # MAX_ACTIVE_JOBS_PER_OWNER: queued + running; a batch of hundreds fits
     max_storage_mb_per_owner: int = 100 * 1024  # MAX_STORAGE_MB_PER_OWNER: uploads still stored (web.limits)
