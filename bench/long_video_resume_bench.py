@@ -32,6 +32,7 @@ from celery import Celery  # noqa: E402
 from shared.db import jobs  # noqa: E402
 from shared.db.models import Job  # noqa: E402
 from shared.db.session import make_engine, make_session_factory, upgrade  # noqa: E402
+from shared.lanes import ANALYZE_TASK  # noqa: E402
 
 PARAMS = {"sequence_length": 20, "heatmaps": 0, "preview": False}
 
@@ -71,7 +72,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
         session.commit()
         job_id = job.id
     client = Celery("bench", broker=args.redis_url, set_as_current=False)
-    client.send_task("deepfake.analyze_job", args=[job_id], queue=queue)
+    client.send_task(ANALYZE_TASK, args=[job_id], queue=queue)
     print(f"CPU: {os.cpu_count()} logical cores, {_vector_features()}; {args.minutes:g} min of {args.height}p",
           flush=True)
     started = time.perf_counter()
@@ -108,7 +109,7 @@ def follow(sessions, job_id: str, worker: subprocess.Popen, *, attempt: int, kil
             break
         with sessions() as session:
             job = session.get(Job, job_id)
-        if job.status in ("succeeded", "failed", "cancelled"):
+        if job.job_status.is_terminal:
             return job.progress_done, peak, time.perf_counter() - started
         if (kill_at and job.attempts == attempt and job.progress_total
                 and job.progress_done >= kill_at * job.progress_total):
