@@ -19,6 +19,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _webhook_secret(env: Mapping[str, str]) -> str | None:
+    """WEBHOOK_SECRET, checked at start (a malformed secret fails fast, not at the first delivery)."""
+    from shared.webhooks import secret_key
+
+    secret = (env.get("WEBHOOK_SECRET") or "").strip() or None
+    if secret is not None:
+        secret_key(secret)
+    return secret
+
+
 # AUTH values: the one list (web/auth.py and the serve/web start checks read it).
 AUTH_NONE, AUTH_KEYS, AUTH_NONE_ON_NETWORK = "none", "keys", "none-allow-network"
 AUTH_MODES = (AUTH_NONE, AUTH_KEYS, AUTH_NONE_ON_NETWORK)
@@ -107,6 +117,19 @@ class Settings:
     # CLIENT_READ_TIMEOUT_S: the web server gives up on a client that sends nothing for this long (a stalled
     # upload), so it cannot hold a request thread forever; 0 = wait forever.
     client_read_timeout_s: int = 60
+    # Completion webhooks (shared/webhooks.py, worker/webhooks.py). WEBHOOK_SECRET: `whsec_` + base64 (the Standard
+    # Webhooks format); unset = webhooks refused at submission. WEBHOOK_ALLOW_PRIVATE=1 lets them call loopback,
+    # private and link-local addresses (a receiver on the operator's own network).
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_allow_private: bool = False
+    # WEBHOOK_RETRY_BASE_S, doubling per attempt up to WEBHOOK_MAX_ATTEMPTS: 5 s and 15 attempts put the last
+    # one about 23 hours after the first (5 s x (2^14 - 1)), so a receiver down for most of a day still gets it.
+    webhook_retry_base_s: int = 5
+    webhook_max_attempts: int = 15
+    webhook_timeout_s: int = 10  # WEBHOOK_TIMEOUT_S: connect and read, per attempt
+    # WEBHOOK_BATCH_SETTLE_S: a batch's webhook waits until every item ended and none was added for this long
+    # (items arrive one request each; an early item may end before the next one is uploaded).
+    webhook_batch_settle_s: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -152,6 +175,12 @@ class Settings:
             max_active_jobs_per_owner=max(0, _int(env, "MAX_ACTIVE_JOBS_PER_OWNER", 1000)),
             max_storage_mb_per_owner=max(0, _int(env, "MAX_STORAGE_MB_PER_OWNER", 100 * 1024)),
             client_read_timeout_s=max(0, _int(env, "CLIENT_READ_TIMEOUT_S", 60)),
+            webhook_secret=_webhook_secret(env),
+            webhook_allow_private=_int(env, "WEBHOOK_ALLOW_PRIVATE", 0) != 0,
+            webhook_retry_base_s=max(0, _int(env, "WEBHOOK_RETRY_BASE_S", 5)),
+            webhook_max_attempts=max(1, _int(env, "WEBHOOK_MAX_ATTEMPTS", 15)),
+            webhook_timeout_s=max(1, _int(env, "WEBHOOK_TIMEOUT_S", 10)),
+            webhook_batch_settle_s=max(0, _int(env, "WEBHOOK_BATCH_SETTLE_S", 30)),
         )
 
     @property

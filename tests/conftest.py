@@ -53,7 +53,7 @@ def postgres_database_url() -> Iterator[str]:
 def _empty_postgres(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE jobs, job_windows, artifacts, batches, api_keys"))
+        connection.execute(text("TRUNCATE jobs, job_windows, artifacts, batches, api_keys, webhook_events"))
     engine.dispose()
 
 

@@ -251,3 +251,32 @@ class ApiKey(Base):
 
     def __repr__(self) -> str:
         return f"ApiKey(id={self.id!r}, owner={self.owner!r}, admin={self.admin}, revoked={self.revoked_at is not None})"
+
+
+class WebhookEvent(Base):
+    """One completion webhook: subscribed at submission (a job's or a batch's), armed with its payload
+    when the job or batch ends, delivered at least once under the same `id` (the `webhook-id` header).
+
+    `payload` None: not ended yet. `next_attempt_at`: when the next attempt is due (None once delivered
+    or given up). See shared/db/webhooks.py.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        CheckConstraint("(job_id IS NULL) <> (batch_id IS NULL)", name="one_subject"),
+        Index("ix_webhook_events_pending", "delivered_at", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    payload: Mapped[dict | None] = mapped_column(JSONType)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"WebhookEvent(id={self.id!r}, attempts={self.attempts}, delivered={self.delivered_at is not None})"
