@@ -32,6 +32,7 @@ from celery.signals import celeryd_after_setup
 
 from shared import lanes
 from shared.settings import Settings
+from shared.webhooks import DELIVER_TASK
 
 ANALYZE_TASK = lanes.ANALYZE_TASK
 # The Redis transport redelivers an unacknowledged message after this long. Jobs may run longer:
@@ -101,7 +102,8 @@ def _config(settings: Settings) -> dict:
     queue = lanes.lane_queue(lanes.INTERACTIVE, base=lanes.base_queue(settings.worker_queues))
     return {
         "task_default_queue": queue,
-        "task_routes": {ANALYZE_TASK: {"queue": queue}},
+        # Webhook deliveries (worker.webhooks) are short: the interactive lane's front queue, polled first.
+        "task_routes": {ANALYZE_TASK: {"queue": queue}, DELIVER_TASK: {"queue": lanes.front_queue(queue)}},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,

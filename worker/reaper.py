@@ -42,6 +42,7 @@ from shared.db import lanes as lane_store
 from shared.db.session import make_engine, make_session_factory
 from shared.settings import Settings
 from worker.celery_app import ANALYZE_TASK, front_queue
+from worker import webhooks
 
 log = logging.getLogger(__name__)
 # Messages read per LRANGE while looking for jobs in a broker queue.
@@ -83,8 +84,11 @@ class Reaper:
         self._broker.close()
 
     def reap_once(self) -> list[str]:
-        """One pass: requeue stale running jobs, then re-send lost queued ones. Returns their ids."""
-        return self.requeue_stale() + self.resend_lost()
+        """One pass: requeue stale running jobs, then re-send lost queued ones (returns their ids), then send
+        the webhooks of jobs and batches that ended unannounced and those overdue (worker.webhooks)."""
+        reaped = self.requeue_stale() + self.resend_lost()
+        webhooks.resend_due(app=self.app, session_factory=self._sessions, settings=self.settings)
+        return reaped
 
     def requeue_stale(self) -> list[str]:
         """Requeue or fail the stale running jobs now; send the requeued ones to their lane's front queue.

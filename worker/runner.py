@@ -17,6 +17,7 @@ from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFo
 from shared.storage import ARTIFACTS, CHECKPOINTS, UPLOADS, StoredFileMissingError, StoreFolder
 from worker.context import WorkerContext
 from worker.progress import TRANSIENT_ERRORS, ProgressReporter
+from worker.webhooks import announce_ended
 
 log = logging.getLogger(__name__)
 INTERNAL_ERROR = "internal_error"
@@ -57,6 +58,7 @@ def run_job(job_id: str, *, context: WorkerContext) -> Outcome:
             # This machine's copy of the upload; the store keeps the original.
             context.store.evict(f"{UPLOADS}/{job.stored_name}")
     if outcome in ENDED:
+        announce_ended(job.id, context=context)  # its webhook (and its batch's, if it was the last item)
         _drop_checkpoints(job, context=context)
         sweep_expired_uploads(context=context)
     return outcome

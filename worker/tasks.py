@@ -9,6 +9,8 @@ from typing import Callable
 
 from celery import Celery, Task
 
+from shared.webhooks import DELIVER_TASK
+from worker import webhooks
 from worker.celery_app import ANALYZE_TASK
 from worker.runner import TransientError, run_job
 from worker.context import worker_context
@@ -85,3 +87,11 @@ def register(app: Celery) -> None:
             raise self.retry(exc=exc, countdown=delay)
         backoff.succeeded()
         return outcome
+
+    # At least once without a retry limit here: the event's record bounds the attempts (WEBHOOK_MAX_ATTEMPTS).
+    @app.task(name=DELIVER_TASK, bind=True, max_retries=None)
+    def deliver_webhook(self: Task, event_id: str) -> str:
+        retry_in_s = webhooks.deliver(event_id, context=worker_context(self.app.deepfake_settings))
+        if retry_in_s is not None:
+            raise self.retry(countdown=retry_in_s)
+        return "done"
