@@ -132,6 +132,8 @@ def _failed(event: WebhookEvent, *, context: WorkerContext, error: str) -> float
 
 def post_event(event: WebhookEvent, *, settings: Settings) -> int:
     """POST the event, signed for this attempt, to an address checked now; its 2xx status, else DeliveryError."""
+    if not settings.webhook_secret:
+        raise DeliveryError("WEBHOOK_SECRET is not set on this worker: the event cannot be signed")
     try:
         target = check_url(event.url, allow_private=settings.webhook_allow_private, resolve=resolve_host)
     except WebhookUrlError as exc:
@@ -140,7 +142,7 @@ def post_event(event: WebhookEvent, *, settings: Settings) -> int:
     timestamp = int(time.time())
     headers = {"Host": target.host_header, "Content-Type": "application/json", "User-Agent": USER_AGENT,
                "webhook-id": event.id, "webhook-timestamp": str(timestamp),
-               "webhook-signature": sign(secret=settings.webhook_secret or "", event_id=event.id,
+               "webhook-signature": sign(secret=settings.webhook_secret, event_id=event.id,
                                          timestamp=timestamp, body=body)}
     status = _post(target, body=body, headers=headers, timeout_s=settings.webhook_timeout_s)
     if not 200 <= status < 300:

@@ -205,3 +205,11 @@ def test_the_body_is_the_payload_as_json(hook_settings, db_session_factory, make
         assert json.loads(body) == _event(db_session_factory, event_id).payload
         with db_session_factory() as session:
             assert session.scalars(select(WebhookEvent.delivered_at)).one() is not None
+
+
+def test_a_worker_without_the_secret_records_why_and_sends_nothing(hook_settings, db_session_factory, make_ended_job):
+    with Receiver([200]) as receiver:
+        event_id = make_ended_job(receiver.url)
+        assert deliver(event_id, context=worker_context(replace(hook_settings, webhook_secret=None))) == 1
+        assert "WEBHOOK_SECRET" in _event(db_session_factory, event_id).last_error
+        assert receiver.requests == []
