@@ -19,6 +19,7 @@ from shared.db import batches as batch_store
 from shared.db import retention
 from shared.db.models import Batch, Job, JobStatus
 from shared.errors import InputError, InvalidOptionsError
+from shared.options import INT_RANGES
 from shared.media import VIDEO_FILE_EXTENSIONS
 from web.context import current_owner, current_settings
 from web.db import get_session
@@ -58,7 +59,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise InvalidOptionsError("options must be an object of engine settings")
-    params = validate_params({name: _as_text(value) for name, value in options.items()})
+    params = validate_params({name: _as_text(name, value) for name, value in options.items()})
     check_weights_name(params.get("weights"))
     name = body.get("name") or ""
     if not isinstance(name, str):
@@ -76,7 +77,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("")
-@operation(responses={200: "BatchList"}, tag="batches", params=(
+@operation(responses={200: "BatchList", 400: "Error"}, tag="batches", params=(
     Param("limit", "How many, newest first.", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),))
 def list_batches() -> Response:
     """The caller's batches, newest first, with their progress."""
@@ -316,11 +317,18 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
-def _as_text(value: Any) -> str:
-    """JSON option values as the form's text, so both go through the same validation."""
-    if isinstance(value, bool) or isinstance(value, (dict, list)):
-        raise InvalidOptionsError(f"option values are strings or numbers; got {value!r}")
-    return "" if value is None else str(value)
+def _as_text(name: str, value: Any) -> str:
+    """A JSON option value as the form's text, so both go through the same validation.
+
+    It must have the JSON type the API document declares (web.schemas): an integer for a count, a
+    non-empty string otherwise. null, "" and "8" for a count are refused, not read as "the default".
+    """
+    if name in INT_RANGES and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 8.0 is the integer 8 (JSON Schema agrees)
+    expected, kind = (int, "an integer") if name in INT_RANGES else (str, "a non-empty string")
+    if isinstance(value, bool) or not isinstance(value, expected) or value == "":
+        raise InvalidOptionsError(f"option {name} must be {kind}; got {value!r}")
+    return str(value)
 
 
 def _label(raw: str | None, fallback: str) -> str:

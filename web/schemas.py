@@ -5,6 +5,7 @@ from typing import Any
 
 from shared.db.models import JobStatus
 from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES, OPTION_HELP, AnalysisOptions
+from shared.options import _WEIGHTS_NAME  # the one rule for a checkpoint name (a file name, never a path)
 
 
 def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
@@ -13,6 +14,11 @@ def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """An object whose unlisted fields the server refuses (422 invalid_options), said so to clients."""
+    return {**schema, "additionalProperties": False}
 
 
 _STR = {"type": "string"}
@@ -91,6 +97,8 @@ def _option_schema(name: str) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
     elif name in CHOICES:
         schema = {"enum": list(CHOICES[name])}
+    elif name == "weights":  # any other string is refused with 422 invalid_options
+        schema = {"type": "string", "pattern": _WEIGHTS_NAME.pattern}
     else:
         schema = {"type": "string"}
     if _OPTION_DEFAULTS[name] is not None:
@@ -102,26 +110,26 @@ OPTION_PROPERTIES = {name: _option_schema(name) for name in CLIENT_OPTIONS}
 
 JOB_UPLOAD_BODY: dict[str, Any] = {
     "required": True,
-    "content": {"multipart/form-data": {"schema": _obj(
+    "content": {"multipart/form-data": {"schema": _closed(_obj(
         {"video": {"type": "string", "format": "binary", "description": "The video file."}, **OPTION_PROPERTIES},
-        "video")}},
+        "video"))}},
 }
 
 BATCH_CREATE_BODY: dict[str, Any] = {
     "required": True,
-    "content": {"application/json": {"schema": _obj({
+    "content": {"application/json": {"schema": _closed(_obj({
         "name": {"type": "string", "description": "A label for people (e.g. the night's date)."},
-        "options": _obj(OPTION_PROPERTIES),
+        "options": _closed(_obj(OPTION_PROPERTIES)),
         "import": {"type": "object", "description": (
             'Files already on the server, relative to BATCH_IMPORT_ROOT: {"folder": "dir", "recursive": false} '
             'or {"paths": ["a.mp4"]}.')},
-    })}},
+    }))}},
 }
 
 BATCH_ITEM_BODY: dict[str, Any] = {
     "required": True,
-    "content": {"multipart/form-data": {"schema": _obj({
+    "content": {"multipart/form-data": {"schema": _closed(_obj({
         "video": {"type": "string", "format": "binary", "description": "The video file."},
         "path": {"type": "string", "description": "The file's path as the user knows it (shown in the report)."},
-    }, "video")}},
+    }, "video"))}},
 }

@@ -187,3 +187,16 @@ def test_the_batch_pages_show_each_file_and_act_with_a_csrf_token(client, video_
     assert client.get(f"/api/v1/jobs/{job_id}").json["status"] == "cancelled"
     finished = client.get(batch["links"]["page"]).get_data(as_text=True)
     assert 'http-equiv="refresh"' not in finished
+
+
+def test_json_options_have_the_types_the_api_document_declares(client):
+    """Found by test_api_fuzz: JSON 8.0 (an integer to JSON Schema) was refused, while null, "" and "8"
+    (not integers) were taken as the default or as 8."""
+    batch = _create(client, options={"detect_every": 8.0})
+    assert batch["params"]["detect_every"] == 8
+    for value in (8.5, None, "", "8", True):
+        refused = client.post("/api/v1/batches", json={"options": {"detect_every": value}})
+        assert refused.status_code == 422 and refused.json["error"]["code"] == "invalid_options", value
+    for value in (None, "", 3):
+        refused = client.post("/api/v1/batches", json={"options": {"face_detector": value}})
+        assert refused.status_code == 422 and refused.json["error"]["code"] == "invalid_options", value
