@@ -17,6 +17,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from shared.batch_report import report_json, report_row, write_csv
 from shared.db import batches as batch_store
 from shared.db import retention
+from shared.db.webhooks import subscribe as subscribe_webhook
 from shared.db.models import Batch, Job, JobStatus
 from shared.errors import InputError, InvalidOptionsError
 from shared.options import INT_RANGES
@@ -33,11 +34,12 @@ from web.schemas import BATCH_CREATE_BODY, BATCH_ITEM_BODY
 from web.submission import check_weights_name, refuse_ambiguous_parts, receive_form, validate_params
 from web.storage import current_store, discard_upload, publish_upload
 from web.uploads import StoredUpload
+from web.webhooks import WEBHOOK_FIELD, checked_webhook_url
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 PATH_FIELD = "path"
 _BATCH_ID = Param("batch_id", "The batch's id (a UUID).", {"type": "string", "format": "uuid"}, location="path")
-_CREATE_FIELDS = {"name", "options", "import"}
+_CREATE_FIELDS = {"name", "options", "import", WEBHOOK_FIELD}
 
 
 class BatchNotFoundError(ApiError):
@@ -64,12 +66,15 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     name = body.get("name") or ""
     if not isinstance(name, str):
         raise InvalidOptionsError("name must be a string")
+    webhook_url = checked_webhook_url(body.get(WEBHOOK_FIELD))
     candidates = _import_candidates(body["import"]) if body.get("import") is not None else []
     if candidates:  # all or nothing: refused before the batch exists
         check_active_jobs(len(candidates))
         check_storage(sum(c.path.stat().st_size for c in candidates if c.path is not None))
     session = get_session()
     batch = batch_store.create_batch(session=session, owner=current_owner(), name=name.strip(), params=params)
+    if webhook_url is not None:  # one call when every item ended (shared.db.webhooks.arm_batch)
+        subscribe_webhook(session=session, url=webhook_url, batch_id=batch.id)
     session.commit()
     for candidate in candidates:
         _import_one(batch, candidate)

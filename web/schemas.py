@@ -6,6 +6,7 @@ from typing import Any
 from shared.db.models import JobStatus
 from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES, OPTION_HELP, AnalysisOptions
 from shared.options import _WEIGHTS_NAME  # the one rule for a checkpoint name (a file name, never a path)
+from shared.webhooks import MAX_URL_LENGTH
 
 
 def _obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
@@ -107,11 +108,17 @@ def _option_schema(name: str) -> dict[str, Any]:
 
 
 OPTION_PROPERTIES = {name: _option_schema(name) for name in CLIENT_OPTIONS}
+WEBHOOK_URL_PROPERTY = {"type": "string", "maxLength": MAX_URL_LENGTH, "description": (
+    "Optional: an http(s) URL to POST a signed `job.completed` (or, for a batch, one `batch.completed` when "
+    "every item ended) event to (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature). No "
+    "credentials in it; its host must resolve to public addresses unless the operator allows private ones. "
+    "422 `invalid_webhook_url` otherwise, `webhooks_disabled` when the server has no WEBHOOK_SECRET.")}
 
 JOB_UPLOAD_BODY: dict[str, Any] = {
     "required": True,
     "content": {"multipart/form-data": {"schema": _closed(_obj(
-        {"video": {"type": "string", "format": "binary", "description": "The video file."}, **OPTION_PROPERTIES},
+        {"video": {"type": "string", "format": "binary", "description": "The video file."}, **OPTION_PROPERTIES,
+         "webhook_url": WEBHOOK_URL_PROPERTY},
         "video"))}},
 }
 
@@ -123,6 +130,7 @@ BATCH_CREATE_BODY: dict[str, Any] = {
         "import": {"type": "object", "description": (
             'Files already on the server, relative to BATCH_IMPORT_ROOT: {"folder": "dir", "recursive": false} '
             'or {"paths": ["a.mp4"]}.')},
+        "webhook_url": WEBHOOK_URL_PROPERTY,
     }))}},
 }
 

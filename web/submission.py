@@ -10,6 +10,7 @@ from flask import current_app, request
 from werkzeug.exceptions import ClientDisconnected
 
 from shared.db.jobs import create_job
+from shared.db.webhooks import subscribe as subscribe_webhook
 from shared.db.models import Job
 from shared.options import CLIENT_OPTIONS, AnalysisOptions, named_checkpoint
 from shared.errors import InvalidOptionsError
@@ -21,6 +22,7 @@ from web.queue import EnqueueError, choose_lane, enqueue_analysis
 from web.security import CSRF_FIELD, require_csrf_token
 from web.storage import discard_upload, publish_upload
 from web.uploads import VIDEO_FIELD, ReceivedForm, StoredUpload, UploadReceiver
+from web.webhooks import WEBHOOK_FIELD, checked_webhook_url
 
 if TYPE_CHECKING:
     from shared.media import VideoInfo
@@ -40,12 +42,13 @@ def submit_job(*, from_page_form: bool = False) -> Job:
         fields = dict(form.fields)
         if from_page_form:
             require_csrf_token(fields.pop(CSRF_FIELD, None))
+        webhook_url = checked_webhook_url(fields.pop(WEBHOOK_FIELD, None))
         params = validate_params(fields)
         check_weights_name(params.get("weights"))
         video = _probe(upload)
         upload = upload.stored_as(video.container)
         publish_upload(upload)
-        return _record_and_enqueue(upload, params, duration_s=video.duration_s)
+        return _record_and_enqueue(upload, params, duration_s=video.duration_s, webhook_url=webhook_url)
     except BaseException:
         discard_upload(upload)
         raise
@@ -63,7 +66,8 @@ def validate_params(fields: Mapping[str, str]) -> dict[str, Any]:
     """The client's engine settings, checked by AnalysisOptions and normalised; only those given are kept."""
     unknown = sorted(set(fields) - set(API_OPTIONS))
     if unknown:
-        raise InvalidOptionsError(f"unknown field(s): {', '.join(unknown)}; accepted: video, {', '.join(API_OPTIONS)}")
+        raise InvalidOptionsError(f"unknown field(s): {', '.join(unknown)}; accepted: video, {WEBHOOK_FIELD}, "
+                                  f"{', '.join(API_OPTIONS)}")
     given = {name: value for name, value in fields.items() if value.strip() != ""}
     normalised = AnalysisOptions.from_mapping(given).to_dict()
     return {name: normalised[name] for name in given}
@@ -118,11 +122,14 @@ def _probe(upload: StoredUpload) -> VideoInfo:
                        name=repr(upload.original_name))
 
 
-def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any], *, duration_s: float | None) -> Job:
+def _record_and_enqueue(upload: StoredUpload, params: dict[str, Any], *, duration_s: float | None,
+                        webhook_url: str | None = None) -> Job:
     session = get_session()
     lane = choose_lane(duration_s=duration_s, batch=False)
     job = create_job(session=session, owner=current_owner(), params=params, upload_name=upload.original_name,
                      stored_name=upload.stored_name, upload_size=upload.size, upload_sha256=upload.sha256, lane=lane)
+    if webhook_url is not None:
+        subscribe_webhook(session=session, url=webhook_url, job_id=job.id)
     session.commit()
     try:
         enqueue_analysis(str(job.id), lane=lane)

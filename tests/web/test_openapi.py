@@ -51,7 +51,7 @@ def test_the_upload_body_lists_exactly_the_accepted_engine_settings(client):
     operation = client.get("/api/v1/openapi.json").json["paths"]["/api/v1/jobs"]["post"]
     schema = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
 
-    assert set(schema["properties"]) == {"video", *API_OPTIONS}
+    assert set(schema["properties"]) == {"video", "webhook_url", *API_OPTIONS}
     assert schema["required"] == ["video"]
     assert set(operation["responses"]) >= {"202", "400", "413", "415", "422", "500"}
 
