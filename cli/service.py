@@ -295,19 +295,18 @@ def set_socket_timeouts(sock: socket.socket, seconds: int) -> None:
 def _serve_web(settings, *, host: str, port: int) -> None:
     """Serve the app with werkzeug's threaded server until SIGINT/SIGTERM.
 
-    Werkzeug starts a thread per connection, without bound; the handler's socket timeout
-    (CLIENT_READ_TIMEOUT_S) ends a connection whose client sends nothing for that long, so stalled
-    uploads cannot hold their threads forever.
+    At most WEB_MAX_THREADS connections are served at once (web.server.BoundedThreadedWSGIServer; more
+    wait in the listen backlog), and the handler's socket timeout (CLIENT_READ_TIMEOUT_S) ends a
+    connection whose client sends nothing for that long, so stalled uploads cannot hold threads forever.
     """
-    from werkzeug.serving import make_server
-
     from web import create_app
-    from web.server import BannerlessRequestHandler
+    from web.server import BannerlessRequestHandler, BoundedThreadedWSGIServer
 
     class TimedRequestHandler(BannerlessRequestHandler):
         timeout = settings.client_read_timeout_s or None  # socketserver applies it to each connection
 
-    server = make_server(host, port, create_app(settings), threaded=True, request_handler=TimedRequestHandler)
+    server = BoundedThreadedWSGIServer(host, port, create_app(settings), handler=TimedRequestHandler,
+                                       max_threads=settings.web_max_threads)
     url = f"http://{host}:{server.port}"
     print(f"deepfake: serving on {url}: open it in a browser to upload a video; API reference at {url}/api-docs",
           flush=True)

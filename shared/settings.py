@@ -117,6 +117,7 @@ class Settings:
     # CLIENT_READ_TIMEOUT_S: the web server gives up on a client that sends nothing for this long (a stalled
     # upload), so it cannot hold a request thread forever; 0 = wait forever.
     client_read_timeout_s: int = 60
+    web_max_threads: int = 64  # WEB_MAX_THREADS: connections `serve`'s web server handles at once
     # Completion webhooks (shared/webhooks.py, worker/webhooks.py). WEBHOOK_SECRET: `whsec_` + base64 (the Standard
     # Webhooks format); unset = webhooks refused at submission. WEBHOOK_ALLOW_PRIVATE=1 lets them call loopback,
     # private and link-local addresses (a receiver on the operator's own network).
@@ -175,6 +176,7 @@ class Settings:
             max_active_jobs_per_owner=max(0, _int(env, "MAX_ACTIVE_JOBS_PER_OWNER", 1000)),
             max_storage_mb_per_owner=max(0, _int(env, "MAX_STORAGE_MB_PER_OWNER", 100 * 1024)),
             client_read_timeout_s=max(0, _int(env, "CLIENT_READ_TIMEOUT_S", 60)),
+            web_max_threads=max(1, _int(env, "WEB_MAX_THREADS", 64)),
             webhook_secret=_webhook_secret(env),
             webhook_allow_private=_int(env, "WEBHOOK_ALLOW_PRIVATE", 0) != 0,
             webhook_retry_base_s=max(0, _int(env, "WEBHOOK_RETRY_BASE_S", 5)),
