@@ -175,7 +175,7 @@ def fetch_job_page(*, status: str | None, limit: str | None, cursor: str | None,
 
 
 def _status_filter(raw: str | None) -> JobStatus | None:
-    if not raw:
+    if raw is None:  # `status=` with no value is a 400 like any other value not in the enum
         return None
     try:
         return JobStatus(raw)
@@ -184,9 +184,10 @@ def _status_filter(raw: str | None) -> JobStatus | None:
 
 
 def _page_size(raw: str | None, *, default: int) -> int:
-    if raw is None or raw == "":
+    if raw is None:  # `limit=` with no value is a 400: the document says an integer
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # ASCII digits only, and few: int() refuses "²" and 5,000 digits with a ValueError (a 500) and reads "٣" as 3
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_PAGE:
         raise ApiError(f"limit must be an integer from 1 to {MAX_PAGE}; got {raw!r}", code="invalid_limit")
     return int(raw)
 

@@ -63,8 +63,8 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         raise InvalidOptionsError("options must be an object of engine settings")
     params = validate_params({name: _as_text(name, value) for name, value in options.items()})
     check_weights_name(params.get("weights"))
-    name = body.get("name") or ""
-    if not isinstance(name, str):
+    name = body.get("name", "")
+    if not isinstance(name, str):  # null, [] or 0 too: the document says a string
         raise InvalidOptionsError("name must be a string")
     webhook_url = checked_webhook_url(body.get(WEBHOOK_FIELD))
     candidates = _import_candidates(body["import"]) if body.get("import") is not None else []
@@ -72,7 +72,9 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         check_active_jobs(len(candidates))
         check_storage(sum(c.path.stat().st_size for c in candidates if c.path is not None))
     session = get_session()
-    batch = batch_store.create_batch(session=session, owner=current_owner(), name=name.strip(), params=params)
+    # Printable characters only, as for item labels: PostgreSQL cannot store NUL in text (that was a 500)
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    batch = batch_store.create_batch(session=session, owner=current_owner(), name=name, params=params)
     if webhook_url is not None:  # one call when every item ended (shared.db.webhooks.arm_batch)
         subscribe_webhook(session=session, url=webhook_url, batch_id=batch.id)
     session.commit()
@@ -86,8 +88,8 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     Param("limit", "How many, newest first.", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),))
 def list_batches() -> Response:
     """The caller's batches, newest first, with their progress."""
-    raw = request.args.get("limit") or "50"
-    if not raw.isdigit() or not 1 <= int(raw) <= batch_store.MAX_BATCHES_LISTED:
+    raw = request.args.get("limit", "50")  # `limit=` is a 400, as for jobs
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= batch_store.MAX_BATCHES_LISTED:
         raise ApiError(f"limit must be an integer from 1 to {batch_store.MAX_BATCHES_LISTED}; got {raw!r}",
                        code="invalid_limit")
     session = get_session()

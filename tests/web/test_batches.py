@@ -9,6 +9,7 @@ import os
 import uuid
 from dataclasses import replace
 
+import pytest
 import redis
 
 from tests.web.conftest import build_app, engine_result, page_csrf_token, uploads
@@ -200,3 +201,23 @@ def test_json_options_have_the_types_the_api_document_declares(client):
     for value in (None, "", 3):
         refused = client.post("/api/v1/batches", json={"options": {"face_detector": value}})
         assert refused.status_code == 422 and refused.json["error"]["code"] == "invalid_options", value
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "9" * 5000, "%D9%A3", "", "0"])
+def test_a_batch_list_limit_is_a_small_ascii_number(client, limit):
+    """Found by test_api_fuzz: "²" and 5,000 digits were a 500, "٣" read as 3 and an empty value as 50."""
+    response = client.get(f"/api/v1/batches?limit={limit}")
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_limit"
+
+
+@pytest.mark.parametrize("name", [None, [], 0, {}])
+def test_a_batch_name_is_a_string(client, name):
+    """Found by test_api_fuzz: any false-y name (null, [], 0) was taken as no name."""
+    response = client.post("/api/v1/batches", json={"name": name})
+    assert response.status_code == 422 and response.json["error"]["code"] == "invalid_options"
+
+
+def test_a_batch_name_keeps_only_printable_characters(client):
+    """A NUL in the name was a 500 on PostgreSQL (text cannot hold it); control characters are dropped."""
+    response = client.post("/api/v1/batches", json={"name": " night\u0000 2\u0007 "})
+    assert response.status_code == 201 and response.json["name"] == "night 2"

@@ -30,7 +30,12 @@ def test_list_filters_by_status(client, make_job, advance_job):
 
 @pytest.mark.parametrize("query, code", [("status=done", "invalid_status"), ("limit=0", "invalid_limit"),
                                          ("limit=abc", "invalid_limit"), ("cursor=%%%%", "invalid_cursor"),
-                                         ("cursor=bm90LWEtY3Vyc29y", "invalid_cursor")])
+                                         ("cursor=bm90LWEtY3Vyc29y", "invalid_cursor"),
+                                         # test_api_fuzz: "²" and 5,000 digits were a 500, "٣" read as 3,
+                                         # empty values as the default (the document says an integer / enum)
+                                         ("limit=%C2%B2", "invalid_limit"), ("limit=" + "9" * 5000, "invalid_limit"),
+                                         ("limit=%D9%A3", "invalid_limit"), ("limit=", "invalid_limit"),
+                                         ("status=", "invalid_status")])
 def test_bad_list_parameters_are_400(client, query, code):
     response = client.get(f"/api/v1/jobs?{query}")
 
