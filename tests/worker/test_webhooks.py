@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from typing import Iterator
 
 import pytest
@@ -213,3 +214,46 @@ def test_a_worker_without_the_secret_records_why_and_sends_nothing(hook_settings
         assert deliver(event_id, context=worker_context(replace(hook_settings, webhook_secret=None))) == 1
         assert "WEBHOOK_SECRET" in _event(db_session_factory, event_id).last_error
         assert receiver.requests == []
+
+
+def _front_queue_events(settings: Settings) -> list[str]:
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        raw = client.lrange(f"{settings.worker_queues[0]}.front", 0, -1)
+    finally:
+        client.close()
+    messages = [json.loads(item) for item in raw]
+    return [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages
+            if m["headers"]["task"] == "deepfake.deliver_webhook"]
+
+
+def test_the_reaper_s_pass_sends_unannounced_and_overdue_events_once(hook_settings, queue_job, db_session_factory):
+    from celery import Celery
+
+    from worker.webhooks import resend_due
+
+    cancelled = queue_job(None)
+    cancelled_event = _subscribe(db_session_factory, "http://127.0.0.1:9/x", job_id=cancelled)
+    with db_session_factory() as session:  # the web's cancel of a queued job does not announce it
+        jobs.request_cancel(session=session, owner="local", job_id=cancelled)
+        session.commit()
+    lost_job = queue_job(None)
+    lost_event = _subscribe(db_session_factory, "http://127.0.0.1:9/x", job_id=lost_job)
+    _fail(db_session_factory, lost_job)
+    with db_session_factory() as session:  # armed, but its message never arrived: overdue
+        event_store.arm_job(session=session, job_id=lost_job)
+        session.commit()
+        session.get(WebhookEvent, lost_event).next_attempt_at -= timedelta(seconds=hook_settings.requeue_lost_after_s + 1)
+        session.commit()
+    client = Celery("test-reaper", broker=hook_settings.redis_url, set_as_current=False)
+    try:
+        sent = resend_due(app=client, session_factory=db_session_factory, settings=hook_settings)
+        again = resend_due(app=client, session_factory=db_session_factory, settings=hook_settings)
+    finally:
+        client.close()
+
+    assert sorted(sent) == sorted([cancelled_event, lost_event]) and again == []
+    assert sorted(_front_queue_events(hook_settings)) == sorted(sent)
+    assert _event(db_session_factory, cancelled_event).payload["data"]["status"] == "cancelled"
