@@ -13,6 +13,7 @@ from flask import Flask
 
 from web import schemas
 from web.auth import OPEN_ENDPOINTS
+from web.security import STATE_CHANGING
 
 F = TypeVar("F", bound=Callable[..., Any])
 DOCUMENTED_PREFIXES = ("/api/v1/",)
@@ -23,8 +24,14 @@ BEARER_AUTH = {"type": "http", "scheme": "bearer",
 UNAUTHORIZED_RESPONSE = {
     "description": "No API key, or one that is unknown or revoked (WWW-Authenticate: Bearer)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+# web/security.py: a browser's POST or DELETE from another site's page (Origin not this server) is refused.
+CROSS_ORIGIN_RESPONSE = {
+    "description": "A write a browser sent from another site's page (cross_origin_request)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RULE_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
-_STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request", 404: "Not found", 405: "Method not allowed",
+_STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad request",
+                403: "Forbidden: cross_origin_request (a browser's write from another site's page) or as described",
+                404: "Not found", 405: "Method not allowed",
                 408: "The upload stalled (upload_timeout): nothing arrived for CLIENT_READ_TIMEOUT_S",
                 413: "Upload too large, or over the owner's storage quota (storage_quota_exceeded)",
                 415: "Not a video", 422: "Unprocessable input", 429: "Too many requests: rate_limited (with "
@@ -70,7 +77,9 @@ def build_document(app: Flask) -> dict[str, Any]:
         view = app.view_functions[rule.endpoint]
         item = paths.setdefault(openapi_path(rule.rule), {})
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            item[method.lower()] = _operation(rule.endpoint, rule.arguments, view)
+            item[method.lower()] = op = _operation(rule.endpoint, rule.arguments, view)
+            if method in STATE_CHANGING:
+                op["responses"].setdefault("403", CROSS_ORIGIN_RESPONSE)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Deepfake detection service", "version": "1",

@@ -1,6 +1,8 @@
 """The OpenAPI document is generated from the routes and covers every one of them."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from flask import Blueprint
 
@@ -83,3 +85,17 @@ def test_an_undeclared_api_route_is_an_error_not_a_silent_gap(settings):
     with pytest.raises(LookupError, match="undeclared"):
         build_document(app)
     app.extensions["deepfake.db"]["engine"].dispose()
+
+
+def test_every_write_documents_the_403_a_cross_site_browser_gets(client):
+    """test_api_fuzz holds answers to the document; a cross-site write's 403 was the one it could not reach."""
+    document = client.get("/api/v1/openapi.json").json
+    writes = [(path, method) for path, item in document["paths"].items() for method in item
+              if method in ("post", "put", "patch", "delete")]
+
+    assert writes
+    for path, method in writes:
+        url = path.replace("{job_id}", str(uuid.uuid4())).replace("{batch_id}", str(uuid.uuid4()))
+        response = client.open(url, method=method.upper(), headers={"Origin": "https://elsewhere.example"})
+        assert response.status_code == 403 and response.json["error"]["code"] == "cross_origin_request", url
+        assert "403" in document["paths"][path][method]["responses"], (method, path)
