@@ -19,7 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 from schemathesis.checks import CheckContext
 from schemathesis.core import NOT_SET
-from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.errors import FailureGroup
 
 from shared.db import batches as batch_store
 from shared.db import keys as key_store
@@ -42,8 +42,7 @@ def _error_shape(ctx: CheckContext, response: schemathesis.Response, case: schem
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if not (isinstance(error, dict) and isinstance(error.get("code"), str) and isinstance(error.get("message"), str)):
-        raise Failure(operation=case.operation.label, title="Error body is not {\"error\": {\"code\", \"message\"}}",
-                      message=f"{response.status_code}: {response.text[:300]}", code="error_shape")
+        raise AssertionError(f'error body is not {{"error": {{"code", "message"}}}}: {response.text[:300]}')
     return True
 
 
