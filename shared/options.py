@@ -64,7 +64,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # Face-detector weights share WEIGHTS_DIR (weights/README.md): RetinaFace files are never a model to choose.
 _DETECTOR_FILE = re.compile(r"^(retinaface|detection_)|_final\.pth$", re.IGNORECASE)
 _DETECTOR_SUFFIXES = (".pth", ".onnx", ".zip")
-_WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 # Form fields are read as plain ASCII decimals, with an optional sign and (for floats) a fraction.
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,9}", re.ASCII)
 _ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})", re.ASCII)
@@ -124,7 +124,7 @@ class AnalysisOptions:
                 continue
             values[name] = _coerce(name, raw, option_type(name))
         weights = values.get("weights")
-        if weights is not None and not allow_paths and not _WEIGHTS_NAME.match(weights):
+        if weights is not None and not allow_paths and not WEIGHTS_NAME.match(weights):
             raise InvalidOptionsError("weights must be a checkpoint file name in the weights directory, not a path")
         return cls(**values)
 

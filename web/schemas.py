@@ -5,7 +5,7 @@ from typing import Any
 
 from shared.db.models import JobStatus
 from shared.options import CHOICES, CLIENT_OPTIONS, INT_RANGES, OPTION_HELP, AnalysisOptions
-from shared.options import _WEIGHTS_NAME  # the one rule for a checkpoint name (a file name, never a path)
+from shared.options import WEIGHTS_NAME  # the one rule for a checkpoint name (a file name, never a path)
 from shared.webhooks import MAX_URL_LENGTH
 
 
@@ -99,7 +99,7 @@ def _option_schema(name: str) -> dict[str, Any]:
     elif name in CHOICES:
         schema = {"enum": list(CHOICES[name])}
     elif name == "weights":  # any other string is refused with 422 invalid_options
-        schema = {"type": "string", "pattern": _WEIGHTS_NAME.pattern}
+        schema = {"type": "string", "pattern": WEIGHTS_NAME.pattern}
     else:
         schema = {"type": "string"}
     if _OPTION_DEFAULTS[name] is not None:
