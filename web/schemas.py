@@ -130,7 +130,8 @@ BATCH_CREATE_BODY: dict[str, Any] = {
         "import": {"type": "object", "description": (
             'Files already on the server, relative to BATCH_IMPORT_ROOT: {"folder": "dir", "recursive": false} '
             'or {"paths": ["a.mp4"]}.')},
-        "webhook_url": WEBHOOK_URL_PROPERTY,
+        # JSON null (like an empty string) means no webhook, as the server reads it.
+        "webhook_url": {**WEBHOOK_URL_PROPERTY, "type": ["string", "null"]},
     }))}},
 }
 
