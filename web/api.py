@@ -17,6 +17,7 @@ from web.openapi import Param, build_document, operation
 from web.presenters import artifact_json, job_json, job_summary_json
 from web.schemas import JOB_UPLOAD_BODY, JOB_STATUSES
 from web.storage import artifact_file, current_store
+from web.webhooks import announce_cancelled
 from web.submission import submit_job
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -76,6 +77,8 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
     job_store.request_cancel(session=session, owner=current_owner(), job_id=job.id)
     session.commit()
     job = load_job(job_id)
+    if job.job_status.is_terminal:  # cancelled while queued: no worker will announce its end
+        announce_cancelled(job_ids=[str(job.id)], batch_id=job.batch_id)
     return jsonify(job_json(job, queue_position=job_store.queue_position(session=session, job=job))), 202
 
 

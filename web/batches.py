@@ -34,7 +34,7 @@ from web.schemas import BATCH_CREATE_BODY, BATCH_ITEM_BODY
 from web.submission import check_weights_name, refuse_ambiguous_parts, receive_form, validate_params
 from web.storage import current_store, discard_upload, publish_upload
 from web.uploads import StoredUpload
-from web.webhooks import WEBHOOK_FIELD, checked_webhook_url
+from web.webhooks import WEBHOOK_FIELD, announce_cancelled, checked_webhook_url
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1/batches")
 PATH_FIELD = "path"
@@ -175,6 +175,9 @@ def cancel_batch(batch_id: str) -> tuple[Response, int]:
     session = get_session()
     batch_store.cancel_batch(session=session, batch=batch)
     session.commit()
+    cancelled = [str(item.id) for item in batch_store.batch_items(session=session, batch_id=batch.id)
+                 if item.status == JobStatus.CANCELLED.value]
+    announce_cancelled(job_ids=cancelled, batch_id=batch.id)  # those cancelled while queued ended here
     return jsonify(_document(batch)), 202
 
 

@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from shared import lanes, liveness
+from shared.webhooks import DELIVER_TASK
 
 ANALYZE_TASK = lanes.ANALYZE_TASK
 _EXTENSION = "deepfake.celery"
@@ -51,6 +52,17 @@ def enqueue_analysis(job_id: str, *, lane: str = lanes.INTERACTIVE) -> None:
     client: Celery = current_app.extensions[_EXTENSION]
     try:
         client.send_task(ANALYZE_TASK, args=[job_id], queue=queue)
+    except (OperationalError, RedisError, OSError) as exc:
+        raise EnqueueError(f"the job queue is unavailable: {exc}") from exc
+
+
+def enqueue_webhook(event_id: str) -> None:
+    """Send `deepfake.deliver_webhook(event_id)` to the interactive lane's front queue, as workers do."""
+    if not current_app.extensions["deepfake.settings"].redis_url:
+        raise EnqueueError("the job queue is not configured (REDIS_URL is not set)")
+    client: Celery = current_app.extensions[_EXTENSION]
+    try:
+        client.send_task(DELIVER_TASK, args=[event_id], queue=lanes.front_queue(lane_queue(lanes.INTERACTIVE)))
     except (OperationalError, RedisError, OSError) as exc:
         raise EnqueueError(f"the job queue is unavailable: {exc}") from exc
 

@@ -36,3 +36,24 @@ def checked_webhook_url(raw: Any) -> str | None:
     except WebhookUrlError as exc:
         raise InvalidWebhookUrlError(str(exc)) from None
     return raw
+
+
+def announce_cancelled(*, job_ids: list[str], batch_id: str | None = None) -> None:
+    """Jobs the web just cancelled while queued (no worker will see them end): arm their webhook events, and
+    the batch's if that ended it, and send them now. Best effort: what is not sent here, the workers'
+    reaper pass arms and sends (within its interval)."""
+    from shared.db import webhooks as event_store
+    from web.db import get_session
+    from web.queue import EnqueueError, enqueue_webhook
+
+    session = get_session()
+    armed = [event_id for job_id in job_ids for event_id in event_store.arm_job(session=session, job_id=job_id)]
+    if batch_id is not None:
+        armed += event_store.arm_batch(session=session, batch_id=batch_id,
+                                       settle_s=current_settings().webhook_batch_settle_s)
+    session.commit()
+    try:
+        for event_id in armed:
+            enqueue_webhook(event_id)
+    except EnqueueError:
+        pass  # armed and due: the reaper's pass sends it once overdue

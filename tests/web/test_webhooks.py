@@ -135,3 +135,34 @@ def test_every_address_a_name_resolves_to_is_checked():
     target = check_url("https://hooks.example.com:8443/x?y=1", allow_private=True, resolve=resolve)
     assert target.addresses == ("93.184.215.14", "10.0.0.7")
     assert (target.host_header, target.path) == ("hooks.example.com:8443", "/x?y=1")
+
+
+def _front_queue_events(redis_url: str, task_queue: str) -> list[str]:
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        messages = [json.loads(raw) for raw in client.lrange(f"{task_queue}.front", 0, -1)]
+    finally:
+        client.close()
+    return [m["headers"]["argsrepr"] for m in messages if m["headers"]["task"] == "deepfake.deliver_webhook"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_job_cancelled_while_queued_sends_its_webhook_at_once(settings, video_clip, redis_url, task_queue):
+    """No worker sees a queued job end when the web cancels it: the web arms and sends its event itself."""
+    app = build_app(replace(settings, webhook_secret=SECRET, webhook_allow_private=True))
+    client = app.test_client()
+    job_id = _post(client, video_clip, webhook_url="http://127.0.0.1:9/hook").json["id"]
+    assert _front_queue_events(redis_url, task_queue) == []
+
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").json["status"] == "cancelled"
+
+    [event] = _events(app)
+    assert event.job_id == job_id and event.payload is not None and event.payload["data"]["status"] == "cancelled"
+    assert _front_queue_events(redis_url, task_queue) == [repr([event.id])]
+    client.post(f"/api/v1/jobs/{job_id}/cancel")  # again: already ended, nothing armed or sent twice
+    assert len(_front_queue_events(redis_url, task_queue)) == 1
+    app.extensions["deepfake.db"]["engine"].dispose()
