@@ -74,7 +74,8 @@ def jobs_page() -> str:
     jobs, next_cursor = fetch_job_page(status=request.args.get("status"), limit=request.args.get("limit"),
                                        cursor=request.args.get("cursor"), default_limit=PAGE_SIZE)
     return render_template("jobs.html", jobs=[job_summary_json(job) for job in jobs], next_cursor=next_cursor,
-                           status=request.args.get("status") or "", statuses=JOB_STATUSES)
+                           status=request.args.get("status") or "", statuses=JOB_STATUSES,
+                           show_owner=batch_api.current_owner() is None)  # an admin sees every owner's: say whose
 
 
 @bp.get("/batches")

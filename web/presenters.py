@@ -42,6 +42,7 @@ def job_summary_json(job: Job) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "upload_name": job.upload_name,
+        "owner": job.owner,
         "verdict": job.verdict,
         "fake_probability": job.fake_probability,
         "links": links_json(job),

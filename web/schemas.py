@@ -41,7 +41,9 @@ COMPONENTS: dict[str, Any] = {
         "type": "array", "items": _WINDOW}}, "id", "windows")}}, "tracks"),
     "JobSummary": _obj({"id": {"type": "string", "format": "uuid"}, "status": {"enum": JOB_STATUSES},
                         "created_at": _TIME, "started_at": _TIME, "finished_at": _TIME,
-                        "upload_name": _STR, "verdict": {"type": ["string", "null"]},
+                        "upload_name": _STR,
+                        "owner": {"type": "string", "description": "Whose job it is (an admin key lists every owner's)."},
+                        "verdict": {"type": ["string", "null"]},
                         "fake_probability": _PROB, "links": _LINKS}, "id", "status", "created_at", "links"),
     "Job": {"allOf": [_ref("JobSummary"), _obj({
         "progress": _ref("Progress"),

@@ -286,3 +286,18 @@ def test_the_openapi_document_states_the_bearer_scheme_and_which_operations_are_
             else:
                 assert "security" not in operation and "401" in operation["responses"], (method, path)
     assert open_paths == {"/healthz", "/readyz", "/api/v1/openapi.json"}
+
+
+def test_an_admin_s_job_list_says_whose_each_job_is(keys_app, new_key, alice_work):
+    _, admin = new_key("ops", admin=True)
+    _, alice = new_key("alice")
+    as_admin, as_alice = keys_app.test_client(), keys_app.test_client()
+    _login(as_admin, admin)
+    _login(as_alice, alice)
+
+    admin_page = as_admin.get("/jobs").get_data(as_text=True)
+    alice_page = as_alice.get("/jobs").get_data(as_text=True)
+
+    assert '<th scope="col">Owner</th>' in admin_page and "<td>alice</td>" in admin_page
+    assert '<th scope="col">Owner</th>' not in alice_page and "alice-done.mp4" in alice_page
+    assert {job["owner"] for job in as_admin.get("/api/v1/jobs").json["jobs"]} == {"alice"}
