@@ -209,8 +209,8 @@ def load_tensors(source: Path | bytes, *, name: str) -> object:
     refused by the restricted unpickler, and arbitrary bytes surface as one of `_UNREADABLE`.
     """
     try:
-        return torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
-                          weights_only=True)
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        return torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointFormatError(
