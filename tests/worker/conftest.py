@@ -10,9 +10,16 @@ import pytest
 from celery import Celery
 
 from shared.db import jobs
+from shared.db.models import Job
 from shared.settings import Settings
 from tests.checkpoints import write_seed_checkpoint
 from tests.media import make_face_clip
+
+def job_row(db_session_factory, job_id: str) -> Job:
+    """The job's row as the database has it now."""
+    with db_session_factory() as session:
+        return session.get(Job, job_id)
+
 
 FAST_PARAMS = {"sequence_length": 8, "face_detector": "none", "precision": "fp32", "batch_size": 8}
 

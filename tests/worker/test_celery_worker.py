@@ -14,18 +14,13 @@ from shared.db import jobs
 from shared.db.models import TERMINAL_STATUSES, Job
 from tests.checkpoints import write_constant_checkpoint
 from tests.conftest import stop_process_group, wait_for
-from tests.worker.conftest import FAST_PARAMS
+from tests.worker.conftest import FAST_PARAMS, job_row
 
 TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
-def _job(db_session_factory, job_id: str) -> Job:
-    with db_session_factory() as session:
-        return session.get(Job, job_id)
-
-
 def _finished(db_session_factory, job_id: str) -> Job | None:
-    job = _job(db_session_factory, job_id)
+    job = job_row(db_session_factory, job_id)
     return job if job.status in TERMINAL else None
 
 
@@ -72,8 +67,8 @@ def test_a_killed_worker_s_job_finishes_on_a_second_worker_exactly_once(
     job_id = queue_job(long_clip, params={"sequence_length": 8, "face_detector": "none", "precision": "fp32",
                                           "batch_size": 4})
     send_analyze(job_id)
-    wait_for(lambda: _job(db_session_factory, job_id).progress_done > 0, timeout=120, what="progress on worker 1")
-    first_worker = _job(db_session_factory, job_id).worker
+    wait_for(lambda: job_row(db_session_factory, job_id).progress_done > 0, timeout=120, what="progress on worker 1")
+    first_worker = job_row(db_session_factory, job_id).worker
     stop_process_group(first, sig=signal.SIGKILL)
 
     start_worker(settings, name="second")

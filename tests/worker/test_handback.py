@@ -8,15 +8,10 @@ from dataclasses import replace
 import pytest
 
 from shared.db import jobs
-from shared.db.models import Job
 from tests.conftest import wait_for
+from tests.worker.conftest import job_row
 
 SLOW_PARAMS = {"sequence_length": 8, "face_detector": "none", "precision": "fp32", "batch_size": 4}
-
-
-def _job(db_session_factory, job_id: str) -> Job:
-    with db_session_factory() as session:
-        return session.get(Job, job_id)
 
 
 @pytest.mark.slow
@@ -28,17 +23,17 @@ def test_a_stopped_worker_hands_its_job_back_and_another_finishes_it_once(
     first = start_worker(settings, name="first")
     job_id = queue_job(long_clip, params=SLOW_PARAMS)
     send_analyze(job_id)
-    wait_for(lambda: _job(db_session_factory, job_id).progress_done > 0, timeout=120, what="progress on worker 1")
-    first_worker = _job(db_session_factory, job_id).worker
+    wait_for(lambda: job_row(db_session_factory, job_id).progress_done > 0, timeout=120, what="progress on worker 1")
+    first_worker = job_row(db_session_factory, job_id).worker
 
     first.send_signal(signal.SIGTERM)
-    job = wait_for(lambda: (j := _job(db_session_factory, job_id)).status == "queued" and j, timeout=60,
+    job = wait_for(lambda: (j := job_row(db_session_factory, job_id)).status == "queued" and j, timeout=60,
                    what="the job handed back (queued) well before its heartbeat would go stale")
     assert job.worker is None and job.attempts == 1
     assert first.wait(timeout=120) == 0  # a warm shutdown: the superseded analysis stopped, nothing written
 
     start_worker(settings, name="second")
-    done = wait_for(lambda: (j := _job(db_session_factory, job_id)).status in ("succeeded", "failed") and j,
+    done = wait_for(lambda: (j := job_row(db_session_factory, job_id)).status in ("succeeded", "failed") and j,
                     timeout=300, what="the second worker to finish the job")
     assert (done.status, done.attempts, done.result["frames_analyzed"]) == ("succeeded", 2, 60)
     assert done.worker != first_worker
@@ -60,5 +55,5 @@ def test_hand_back_requeues_only_the_named_workers_running_jobs(worker_settings,
         handed = jobs.hand_back_jobs(session=session, workers=["host:1", "host:2"])
         session.commit()
     assert handed == [ids[0]]
-    states = [(j.status, j.worker) for j in (_job(db_session_factory, job_id) for job_id in ids)]
+    states = [(j.status, j.worker) for j in (job_row(db_session_factory, job_id) for job_id in ids)]
     assert states == [("queued", None), ("cancelled", "host:2"), ("running", "other:1")]

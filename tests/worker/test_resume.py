@@ -7,17 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from shared.db.models import Job
 from shared.model.pipeline import EngineCache, analyze_video
 from shared.options import AnalysisOptions
 from tests.conftest import settings_env, stop_process_group, wait_for
+from tests.worker.conftest import job_row
 
 PARAMS = {"sequence_length": 8, "face_detector": "none", "precision": "fp32", "batch_size": 4, "heatmaps": 0}
-
-
-def _job(db_session_factory, job_id: str) -> Job:
-    with db_session_factory() as session:
-        return session.get(Job, job_id)
 
 
 @pytest.mark.slow
@@ -35,7 +30,7 @@ def test_a_killed_worker_s_job_resumes_from_its_recorded_features(
     stop_process_group(first, sig=signal.SIGKILL)
 
     start_worker(settings, name="second", env=env)
-    job = wait_for(lambda: (j := _job(db_session_factory, job_id)).status in ("succeeded", "failed") and j,
+    job = wait_for(lambda: (j := job_row(db_session_factory, job_id)).status in ("succeeded", "failed") and j,
                    timeout=300, what="the job to finish on worker 2")
     assert (job.status, job.attempts) == ("succeeded", 2), job.error_message
     assert job.result["resumed"]["crops_reused"] >= 16

@@ -4,16 +4,10 @@ from __future__ import annotations
 import shutil
 
 from shared.db import jobs
-from shared.db.models import Job
 from shared.db.reuse import reuse_key
 from worker.context import worker_context
 from worker.runner import Outcome, run_job
-from tests.worker.conftest import FAST_PARAMS
-
-
-def _job(db_session_factory, job_id: str) -> Job:
-    with db_session_factory() as session:
-        return session.get(Job, job_id)
+from tests.worker.conftest import FAST_PARAMS, job_row
 
 
 def _artifacts(db_session_factory, job_id: str) -> list:
@@ -34,7 +28,7 @@ def test_the_same_file_and_settings_reuse_the_stored_result(worker_settings, que
     second = queue_job(short_clip, params={**FAST_PARAMS, "batch_size": 4})  # speed only: same answer
     assert run_job(second, context=context) is Outcome.SUCCEEDED
 
-    original, copy = _job(db_session_factory, first), _job(db_session_factory, second)
+    original, copy = job_row(db_session_factory, first), job_row(db_session_factory, second)
     assert original.reuse_key and copy.reuse_key == original.reuse_key
     assert (original.reused_from, copy.reused_from) == (None, first)
     assert copy.result["reused_from"]["job_id"] == first
@@ -56,9 +50,9 @@ def test_other_settings_or_another_owner_analyse_again(worker_settings, queue_jo
     other_owner = queue_job(short_clip, owner="someone-else")
     for job_id in (other_settings, other_owner):
         assert run_job(job_id, context=context) is Outcome.SUCCEEDED
-        job = _job(db_session_factory, job_id)
+        job = job_row(db_session_factory, job_id)
         assert job.reused_from is None and "reused_from" not in job.result
-    assert _job(db_session_factory, other_settings).reuse_key != _job(db_session_factory, first).reuse_key
+    assert job_row(db_session_factory, other_settings).reuse_key != job_row(db_session_factory, first).reuse_key
 
 
 def test_a_source_whose_pictures_are_gone_is_not_reused(worker_settings, queue_job, db_session_factory, short_clip):
@@ -69,7 +63,7 @@ def test_a_source_whose_pictures_are_gone_is_not_reused(worker_settings, queue_j
     shutil.rmtree(worker_settings.artifacts_dir / first)
     second = queue_job(short_clip)
     assert run_job(second, context=context) is Outcome.SUCCEEDED
-    assert _job(db_session_factory, second).reused_from is None
+    assert job_row(db_session_factory, second).reused_from is None
     assert _artifacts(db_session_factory, second)
 
 

@@ -13,11 +13,7 @@ from shared.storage import make_store
 from worker.context import worker_context
 from worker.progress import ProgressReporter
 from worker.runner import Outcome, run_job
-
-
-def _job(db_session_factory, job_id: str) -> Job:
-    with db_session_factory() as session:
-        return session.get(Job, job_id)
+from tests.worker.conftest import job_row
 
 
 def test_bytes_that_are_not_a_video_fail_with_their_code(worker_settings, queue_job, db_session_factory, tmp_path):
@@ -25,7 +21,7 @@ def test_bytes_that_are_not_a_video_fail_with_their_code(worker_settings, queue_
     junk.write_bytes(b"this is not a video at all" * 100)
     job_id = queue_job(junk)
     assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
-    job = _job(db_session_factory, job_id)
+    job = job_row(db_session_factory, job_id)
     assert (job.status, job.error_code, job.attempts) == ("failed", "not_a_video", 1)
     assert job.error_message
 
@@ -33,19 +29,19 @@ def test_bytes_that_are_not_a_video_fail_with_their_code(worker_settings, queue_
 def test_missing_upload_fails_with_video_not_found(worker_settings, queue_job, db_session_factory):
     job_id = queue_job(None)
     assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
-    assert _job(db_session_factory, job_id).error_code == "video_not_found"
+    assert job_row(db_session_factory, job_id).error_code == "video_not_found"
 
 
 def test_invalid_stored_options_fail_without_retry(worker_settings, queue_job, db_session_factory, short_clip):
     job_id = queue_job(short_clip, params={"sequence_length": "many"})
     assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
-    assert _job(db_session_factory, job_id).error_code == "invalid_options"
+    assert job_row(db_session_factory, job_id).error_code == "invalid_options"
 
 
 def test_missing_weights_fail_with_weights_not_found(worker_settings, queue_job, db_session_factory, short_clip):
     job_id = queue_job(short_clip, params={"weights": "absent.pt", "face_detector": "none"})
     assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
-    assert _job(db_session_factory, job_id).error_code == "weights_not_found"
+    assert job_row(db_session_factory, job_id).error_code == "weights_not_found"
 
 
 def test_finished_or_cancelled_jobs_are_skipped(worker_settings, queue_job, db_session_factory, short_clip):
@@ -54,7 +50,7 @@ def test_finished_or_cancelled_jobs_are_skipped(worker_settings, queue_job, db_s
         jobs.request_cancel(session=session, owner="local", job_id=job_id)
         session.commit()
     assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.SKIPPED
-    job = _job(db_session_factory, job_id)
+    job = job_row(db_session_factory, job_id)
     assert (job.status, job.attempts) == ("cancelled", 0)
 
 
@@ -93,13 +89,13 @@ def test_the_upload_is_removed_when_its_job_ends(worker_settings, queue_job, db_
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 100)
     job_id = queue_job(junk)
-    upload = worker_settings.uploads_dir / _job(db_session_factory, job_id).stored_name
+    upload = worker_settings.uploads_dir / job_row(db_session_factory, job_id).stored_name
     streaming_in = worker_settings.uploads_dir / "no-job-yet.mp4"  # an upload whose job row is not written yet
     streaming_in.write_bytes(b"partial")
     other = tmp_path / "other.mp4"
     other.write_bytes(b"queued, not run")
     waiting = queue_job(other)
-    waiting_upload = worker_settings.uploads_dir / _job(db_session_factory, waiting).stored_name
+    waiting_upload = worker_settings.uploads_dir / job_row(db_session_factory, waiting).stored_name
     assert run_job(job_id, context=worker_context(worker_settings)) is Outcome.FAILED
     assert not upload.exists()
     assert streaming_in.exists() and waiting_upload.exists()
@@ -110,7 +106,7 @@ def test_uploads_are_kept_for_the_retention_period(worker_settings, queue_job, d
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 100)
     job_id = queue_job(junk)
-    upload = settings.uploads_dir / _job(db_session_factory, job_id).stored_name
+    upload = settings.uploads_dir / job_row(db_session_factory, job_id).stored_name
     assert run_job(job_id, context=worker_context(settings)) is Outcome.FAILED
     assert upload.exists()
     with db_session_factory() as session:
