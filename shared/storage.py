@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Protocol
 
+from shared.files import write_atomically
 from shared.settings import Settings
 
 UPLOADS = "uploads"
@@ -234,10 +235,9 @@ class StoreFolder:
         return data
 
     def write(self, name: str, path: Path) -> None:
+        """Copy `path` in under `name` atomically (a reader never sees half a file), then publish it."""
         key = f"{self.prefix}/{name}"
-        target = self.store.local_path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        write_atomically(self.store.local_path(key), lambda tmp: shutil.copyfile(path, tmp))
         self.store.publish(key)
 
     def delete(self, name: str) -> None:

@@ -6,6 +6,7 @@ database or broker outages are transient (the claim is released and the task ret
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -80,7 +81,7 @@ def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
             options = _options(job, context=context)
             key = _reuse_key(job, options=options, context=context)
             reused = _find_reused(job, key=key, context=context)
-            checkpoint = None if reused else _feature_checkpoint(job, key=key, context=context)
+            checkpoint = None if reused else _feature_checkpoint(job, key=key, options=options, context=context)
             result = None if reused else _analyze(job, options=options, context=context, reporter=reporter,
                                                   checkpoint=checkpoint)
     except AnalysisCancelled:
@@ -99,14 +100,18 @@ def _run_claimed(job: Job, *, context: WorkerContext) -> Outcome:
                           reused_crops=checkpoint.reused_crops if checkpoint is not None else 0)
 
 
-def _feature_checkpoint(job: Job, *, key: str, context: WorkerContext) -> Any:
+def _feature_checkpoint(job: Job, *, key: str, options: Any, context: WorkerContext) -> Any:
     """The job's recording of trunk features in the store (shared.model.resume), keyed by the answer's
     identity: an attempt with another checkpoint or settings starts a recording of its own."""
     if not context.settings.resume_checkpoints:
         return None
     from shared.model.resume import FeatureCheckpoint
 
-    return FeatureCheckpoint(StoreFolder(context.store, f"{CHECKPOINTS}/{job.id}/{key[:16]}"),
+    # The resolved backend and precision too: `auto` picks per machine, and a recording made in another
+    # precision must not be replayed into this one (the crops would match, the features would not).
+    engine = context.engine_cache.get(options)
+    folder = hashlib.sha256(f"{key}|{engine.embedder.backend}|{engine.embedder.precision}".encode()).hexdigest()[:16]
+    return FeatureCheckpoint(StoreFolder(context.store, f"{CHECKPOINTS}/{job.id}/{folder}"),
                              flush_rows=context.settings.resume_checkpoint_crops)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -139,8 +140,8 @@ class _Replay:
         try:
             with np.load(io.BytesIO(self.chunks.read(name)), allow_pickle=False) as data:
                 digests, rows, features = data["digests"], data["rows"], data["features"]
-        except (OSError, ValueError, KeyError):
-            return False  # unreadable or foreign: compute from here
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return False  # unreadable (a worker killed mid-write), damaged or foreign: compute from here
         if digests.shape[1:] != (_DIGEST_BYTES,) or len(rows) != len(digests) or rows.sum() != len(features):
             return False
         self._loaded = (call, digests, rows, np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64))

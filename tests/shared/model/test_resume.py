@@ -104,3 +104,18 @@ def test_a_damaged_or_foreign_recording_is_computed_again_from_where_it_stops_ma
     assert _scores(analyze_video(clip, options=other, cache=cache, feature_checkpoint=fresh)) == \
         _scores(analyze_video(clip, options=other, cache=cache))
     assert fresh.reused_crops == 0
+
+
+def test_a_chunk_cut_short_by_a_killed_worker_is_computed_again_not_an_error(clip, cache, tmp_path):
+    options = _options()
+    uninterrupted = analyze_video(clip, options=options, cache=cache)
+    chunks = FolderChunks(tmp_path / "chunks")
+    _interrupted(clip, cache, chunks, options=options, after_chunks=3)
+    last = chunks.names()[-1]
+    whole = (chunks.folder / last).read_bytes()
+    (chunks.folder / last).write_bytes(whole[: len(whole) // 2])  # a zip without its directory
+
+    resumed = FeatureCheckpoint(chunks, flush_rows=6)
+    result = analyze_video(clip, options=options, cache=cache, feature_checkpoint=resumed)
+    assert resumed.reused_crops > 0 and _scores(result) == _scores(uninterrupted)
+    assert (chunks.folder / last).read_bytes() != whole[: len(whole) // 2]  # rewritten
