@@ -131,10 +131,10 @@ def worker_command(args: argparse.Namespace) -> int:
     if pool == "prefork" and "ENGINE_PROCESSES" not in os.environ:
         # The pool's children share this machine's cores: each takes its share of the thread budget.
         os.environ["ENGINE_PROCESSES"] = str(max(1, args.concurrency))
-    app.worker_main(["worker", "--queues", ",".join(settings.worker_queues), "--pool", pool,
+    code = app.start(["worker", "--queues", ",".join(settings.worker_queues), "--pool", pool,
                      "--concurrency", str(args.concurrency), "--hostname", hostname,
                      "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"])
-    _exit_without_native_teardown(0)
+    _exit_without_native_teardown(code or 0)  # Celery's own exit status (app.worker_main drops it)
     return 0
 
 
