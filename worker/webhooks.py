@@ -61,11 +61,13 @@ def announce_ended(job_id: str, *, context: WorkerContext) -> list[str]:
             if batch_id is not None:
                 armed += event_store.arm_batch(session=session, batch_id=batch_id,
                                                settle_s=settings.webhook_batch_settle_s)
+            # Committed before sending: the delivery (on a queue idle workers poll first) must find the
+            # event armed. A send that fails after the commit is found overdue and sent by the reaper.
+            session.commit()
             if armed:
                 with Celery("deepfake-webhooks", broker=settings.redis_url, set_as_current=False) as client:
                     for event_id in armed:
                         send_delivery(client, event_id, settings=settings)
-            session.commit()
     except (*TRANSIENT_ERRORS, BrokerError, OSError) as exc:
         log.warning("job %s: its webhook was not sent now (%s); the reaper will send it", job_id, exc)
         return []
@@ -74,15 +76,16 @@ def announce_ended(job_id: str, *, context: WorkerContext) -> list[str]:
 
 def resend_due(*, app: Celery, session_factory: sessionmaker[Session], settings: Settings) -> list[str]:
     """The reaper's pass: arm events whose job or batch ended unannounced, send those and the overdue ones
-    (due for longer than REQUEUE_LOST_AFTER_S); tasks are sent before the commit."""
+    (due for longer than REQUEUE_LOST_AFTER_S); tasks are sent after the commit (one lost on the way is overdue
+    at the next pass)."""
     with session_factory() as session:
         armed = event_store.arm_ended(session=session, settle_s=settings.webhook_batch_settle_s)
         overdue_s = settings.requeue_lost_after_s
         lost = [event_id for event_id in event_store.lost_events(session=session, overdue_s=overdue_s)
                 if event_store.record_resend(session=session, event_id=event_id, overdue_s=overdue_s)]
-        for event_id in armed + lost:
-            send_delivery(app, event_id, settings=settings)
-        session.commit()
+        session.commit()  # before sending, as above: a delivery must find what it delivers committed
+    for event_id in armed + lost:
+        send_delivery(app, event_id, settings=settings)
     return armed + lost
 
 
