@@ -58,6 +58,7 @@ class FileStore(Protocol):
 
     def publish(self, key: str) -> None: ...
     def fetch(self, key: str) -> Path: ...
+    def exists(self, key: str) -> bool: ...
     def evict(self, key: str) -> None: ...
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
@@ -118,6 +119,9 @@ class LocalStore:
             raise StoredFileMissingError(key)
         return path
 
+    def exists(self, key: str) -> bool:
+        return self.local_path(key).is_file()
+
     def evict(self, key: str) -> None:
         check_key(key)
 
@@ -174,6 +178,15 @@ class S3Store:
         finally:
             Path(tmp).unlink(missing_ok=True)
         return path
+
+    def exists(self, key: str) -> bool:
+        """Whether the bucket holds `key` (a local copy alone does not count)."""
+        try:
+            with _remote_errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except StoredFileMissingError:
+            return False
+        return True
 
     def evict(self, key: str) -> None:
         self.local_path(key).unlink(missing_ok=True)

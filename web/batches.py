@@ -22,6 +22,7 @@ from shared.db.models import Batch, Job, JobStatus
 from shared.errors import InputError, InvalidOptionsError
 from shared.options import INT_RANGES
 from shared.media import VIDEO_FILE_EXTENSIONS
+from shared.storage import UPLOADS
 from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
@@ -157,13 +158,18 @@ def results_csv(batch_id: str) -> Response:
 def retry_failed(batch_id: str) -> tuple[Response, int]:
     """Queue the failed items again (those whose file is still stored); the others stay failed."""
     batch = load_batch(batch_id)
-    uploads_dir = current_settings().uploads_dir
+    store = current_store()
     session = get_session()
     retried, _ = batch_store.retry_failed_items(session=session, batch=batch,
-                                                upload_exists=lambda name: (uploads_dir / name).is_file())
+                                                upload_exists=lambda name: store.exists(f"{UPLOADS}/{name}"))
     session.commit()
-    for job in retried:
-        _send(job)
+    try:
+        for job in retried:
+            enqueue_analysis(str(job.id), lane=job.lane)
+    except EnqueueError:
+        # Not withdrawn, unlike a new upload: each replaced a failed item, and withdrawing it would lose the
+        # file from the batch. Queued and unsent, they are sent by the workers' reaper once the broker answers.
+        pass
     return jsonify(_document(batch)), 202
 
 

@@ -221,3 +221,29 @@ def test_a_batch_name_keeps_only_printable_characters(client):
     """A NUL in the name was a 500 on PostgreSQL (text cannot hold it); control characters are dropped."""
     response = client.post("/api/v1/batches", json={"name": " night\u0000 2\u0007 "})
     assert response.status_code == 201 and response.json["name"] == "night 2"
+
+
+def test_failed_items_are_retried_from_object_storage_and_stay_queued_when_the_broker_is_away(
+        s3_settings, video_clip, redis_url, task_queue):
+    """With STORAGE=s3 the upload is only in the bucket: retry must look there. A retry the broker refuses
+    keeps its item queued (the reaper sends it later) instead of dropping the file from the batch."""
+    from tests.web.conftest import move_job
+
+    app = build_app(s3_settings)
+    client = app.test_client()
+    batch = _create(client)
+    first = _add(client, batch, video_clip).json["id"]
+    move_job(app.extensions["deepfake.db"]["session_factory"], s3_settings, first, "failed")
+
+    retried = client.post(batch["links"]["retry"]).json["items"]
+    assert [i["status"] for i in retried] == ["queued"] and retried[0]["job_id"] != first
+    second = retried[0]["job_id"]
+    move_job(app.extensions["deepfake.db"]["session_factory"], s3_settings, second, "failed")
+    app.extensions["deepfake.db"]["engine"].dispose()
+
+    away = build_app(replace(s3_settings, redis_url="redis://127.0.0.1:1/0"))
+    response = away.test_client().post(batch["links"]["retry"])
+    assert response.status_code == 202
+    [item] = response.json["items"]
+    assert item["status"] == "queued" and item["job_id"] not in (first, second)
+    away.extensions["deepfake.db"]["engine"].dispose()
