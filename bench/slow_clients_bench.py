@@ -61,7 +61,7 @@ def start_web(folder: Path, *, server: str, timeout_s: int, redis_url: str) -> t
     env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": f"sqlite:///{folder / 'web.db'}",
            "DATA_DIR": str(folder / "data"), "WEIGHTS_DIR": str(folder / "weights"), "WORKER_QUEUES": "slow-bench",
            "CLIENT_READ_TIMEOUT_S": str(timeout_s), "RATE_LIMIT_PER_MINUTE": "0", "MAX_ACTIVE_JOBS_PER_OWNER": "0",
-           "MAX_STORAGE_MB_PER_OWNER": "0"}
+           "MAX_STORAGE_MB_PER_OWNER": "0", "SECRET_KEY": "slow-clients-bench"}
     subprocess.run([sys.executable, "-m", "cli.main", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     log = open(folder / "web.log", "wb")

@@ -48,6 +48,7 @@ def start_web(*, data_dir: Path, redis_url: str, queue: str, port: int, database
     database_url = database_url or f"sqlite:///{data_dir / 'deepfake.db'}"
     upgrade(database_url)
     env = {**os.environ, "DATA_DIR": str(data_dir), "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "SECRET_KEY": secrets.token_hex(16),  # gunicorn's processes share it (web refuses to start without)
            "WORKER_QUEUES": queue, "MAX_UPLOAD_MB": "4096"}
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "web", "--port", str(port)], cwd=REPO_ROOT,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

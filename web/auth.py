@@ -178,15 +178,17 @@ def listen_refusal(settings: Settings, *, host: str, processes: int = 1) -> str 
     """Why `serve`/`web` must not start with these settings on `host`, or None.
 
     Without accounts only a loopback address is allowed, unless the operator set AUTH=none-allow-network.
-    With accounts, several web processes must share SECRET_KEY: it signs the login cookie.
+    Several web processes must share SECRET_KEY, in every mode: it signs the session cookie that holds the
+    pages' CSRF token (and the login).
     """
     if settings.auth == AUTH_NONE and not is_loopback(host):
         return (f"refusing to listen on {host} without accounts (AUTH=none): anyone who reaches this port "
                 "could read, cancel and delete every job. Set AUTH=keys and create a key with "
                 "`deepfake keys create --owner NAME`; or, on a network you trust, set AUTH=none-allow-network")
-    if settings.auth == AUTH_KEYS and processes > 1 and not settings.secret_key:
-        return (f"AUTH=keys with {processes} web processes needs SECRET_KEY: it signs the login cookie, and "
-                "every process must accept the cookies the others sign")
+    if processes > 1 and not settings.secret_key:
+        return (f"{processes} web processes need SECRET_KEY: it signs the session cookie (the pages' CSRF token, "
+                "and the login with AUTH=keys), and every process must accept the cookies the others sign; "
+                "without it a page's form fails whenever its POST reaches another process")
     return None
 
 

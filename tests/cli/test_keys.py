@@ -204,3 +204,11 @@ def test_the_compose_web_service_runs_with_accounts():
 
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["web"]["environment"]["AUTH"] == "keys"
+
+
+def test_several_web_processes_need_a_shared_secret_key_without_accounts_too(tmp_path):
+    """The pages' CSRF token lives in the signed session cookie in every mode: with a key per process, a
+    form whose POST reaches the other process would fail."""
+    done = _deepfake("web", "--port", str(free_port()), "--workers", "2",
+                     env=_bare_env(tmp_path, REDIS_URL=REDIS_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}"))
+    assert done.returncode == 1 and "SECRET_KEY" in done.stderr and "CSRF" in done.stderr

@@ -64,7 +64,8 @@ def test_web_offers_gunicorn_for_deployments(tmp_path):
 
 def test_web_serves_with_gunicorn_then_stops_on_sigterm(tmp_path):
     port = free_port()
-    env = _bare_env(tmp_path, REDIS_URL=REDIS_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
+    env = _bare_env(tmp_path, REDIS_URL=REDIS_URL, DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}",
+                    SECRET_KEY="shared-by-both-processes")
     with open(tmp_path / "web.log", "wb") as log:
         web = subprocess.Popen([sys.executable, "-m", "cli.main", "web", "--port", str(port), "--workers", "2",
                                 "--threads", "2"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -234,7 +235,7 @@ def test_serve_warns_of_missing_weights_and_of_no_workers(tmp_path):
 def test_the_parts_of_a_deployment_refuse_a_private_database(tmp_path, command):
     """Started on its own (another machine), a web app or worker without DATABASE_URL would keep its jobs in
     a SQLite file no other machine sees: it refuses and says what to set."""
-    done = _deepfake(*command, env=_bare_env(tmp_path, REDIS_URL=REDIS_URL))
+    done = _deepfake(*command, env=_bare_env(tmp_path, REDIS_URL=REDIS_URL, SECRET_KEY="set"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DATABASE_URL is not set" in done.stderr and "deepfake serve" in done.stderr
     assert "Traceback" not in done.stderr
