@@ -26,16 +26,21 @@ from tests.shared.model.test_resume import FolderChunks  # noqa: E402
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--height", type=int, default=720)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="resume-bench-") as folder:  # a clip and two recordings: removed after
+        run(Path(folder), args)
+    return 0
+
+
+def run(work: Path, args: argparse.Namespace) -> None:
     from shared.errors import AnalysisCancelled
     from shared.model.pipeline import EngineCache, analyze_video
     from shared.model.resume import FeatureCheckpoint
     from shared.options import AnalysisOptions
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--height", type=int, default=720)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="resume-bench-"))
     clip = make_clip(work / "clip.mp4", minutes=args.seconds / 60, width=args.height * 16 // 9, height=args.height)
     make_weights(work / "weights", sequence_length=20)
     install_detector(work / "weights")
@@ -67,7 +72,6 @@ def main() -> int:
           f"{size_mb:.0f} MiB for {checkpoint.computed_crops} crops")
     print(f"resumed from half ({resumed.reused_crops} crops replayed, {resumed.computed_crops} computed): "
           f"{resume_s:.1f} s (x{resume_s / plain_s:.2f} of a fresh run); max |dp| vs uninterrupted {delta:.2g}")
-    return 0
 
 
 def _timed(run):

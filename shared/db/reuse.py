@@ -56,6 +56,8 @@ def copy_artifacts(
     for row, path in sources:
         target = folder / row.name
         shutil.copyfile(path, target)
+        if store.remote:  # the fetched source is not this machine's to keep; the copy is published by the caller
+            store.evict(f"{ARTIFACTS}/{row.path}")
         stored.append(StoredArtifact(name=row.name, media_type=row.media_type, size=row.size,
                                      path=target.relative_to(artifacts_dir).as_posix(), track_id=row.track_id,
                                      description=row.description))

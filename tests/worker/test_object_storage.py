@@ -56,6 +56,14 @@ def test_a_job_runs_on_a_machine_that_shares_only_the_bucket(s3_settings, seed_c
         assert served.status_code == 200
         assert served.data == bucket.get_object(Bucket=web_settings.s3_bucket, Key=key)["Body"].read()
 
+    # The same file again: the result is reused, its pictures copied through the bucket, none left behind here.
+    with open(short_clip, "rb") as video:
+        again = client.post("/api/v1/jobs", data={"video": (video, "clip.mp4"), **FORM}).json["id"]
+    assert run_job(again, context=worker_context(worker_settings)) is Outcome.SUCCEEDED
+    assert client.get(f"/api/v1/jobs/{again}").json["result"]["reused_from"]["job_id"] == job_id
+    assert _files(worker_settings.uploads_dir) == [] and _files(worker_settings.artifacts_dir) == []
+    assert client.delete(f"/api/v1/jobs/{again}").status_code == 200
+
     assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 200
     assert _objects(web_settings) == []
     app.extensions["deepfake.db"]["engine"].dispose()
