@@ -147,9 +147,14 @@ class PreviewRecorder:
         self._size = scaled_size(info.width, info.height, short_side=short_side)
         self._seen = 0
         self._error: Exception | None = None
-        self._writer: H264Writer | None = H264Writer(Path(target), width=self._size[0], height=self._size[1],
-                                                     fps=given_fps / self._every, preset=PREVIEW_PRESET,
-                                                     threads=threads)
+        self._writer: H264Writer | None = None
+        try:
+            self._writer = H264Writer(Path(target), width=self._size[0], height=self._size[1],
+                                      fps=given_fps / self._every, preset=PREVIEW_PRESET, threads=threads)
+        except Exception as exc:  # no encoder, a full or read-only disk: no preview, the analysis goes on
+            self._error = exc
+            with contextlib.suppress(OSError):  # the temporary file, if one was made
+                Path(target).unlink()
 
     def tap(self, batches: Iterable[FrameBatch]) -> Iterator[FrameBatch]:
         """The batches, unchanged, recording each on its way through."""
@@ -190,7 +195,8 @@ class PreviewRecorder:
         try:
             return writer.close()
         except (av.error.FFmpegError, OSError) as exc:
-            writer.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the folder itself may be what failed
+                writer.path.unlink()
             raise PreviewFailed(f"the preview video could not be written ({exc}); "
                                 "the result is complete without it") from exc
         finally:
@@ -202,7 +208,8 @@ class PreviewRecorder:
         if writer is not None:
             with contextlib.suppress(av.error.FFmpegError, OSError):  # the file goes anyway
                 writer.close()
-            writer.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                writer.path.unlink()
 
 
 def temporary_preview_path(directory: Path) -> Path:

@@ -133,3 +133,20 @@ def test_analyze_video_adds_the_preview_only_where_it_is_asked_for(clip, tmp_pat
     with pytest.raises(AnalysisCancelled):  # a cancelled analysis leaves no half-made preview behind
         analyze_video(clip, options=options, cache=cache, preview_dir=tmp_path / "cancelled", should_cancel=lambda: True)
     assert list((tmp_path / "cancelled").iterdir()) == []
+
+
+def test_a_preview_file_that_cannot_be_written_costs_the_preview_not_the_analysis(clip, tmp_path):
+    """A file the encoder cannot write (here: its folder is a file) is a failed preview: the recorder takes
+    the frames, `finish` raises PreviewFailed (which the analysis turns into a warning), nothing is left."""
+    from shared.media import probe_video
+    from shared.model.preview import PreviewFailed, PreviewRecorder
+    from shared.model.video import VideoReader
+
+    info = probe_video(clip)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    recorder = PreviewRecorder(blocker / "r.mp4", info=info)
+    recorder.add(next(iter(VideoReader(clip, batch_size=4, info=info))))
+    with pytest.raises(PreviewFailed):
+        recorder.finish()
+    assert list(tmp_path.iterdir()) == [blocker]
