@@ -71,8 +71,12 @@ def arm_ended(*, session: Session, settle_s: float, limit: int = 500) -> list[st
     unarmed = and_(WebhookEvent.payload.is_(None), WebhookEvent.delivered_at.is_(None))
     job_ids = session.scalars(select(WebhookEvent.job_id).join(Job, Job.id == WebhookEvent.job_id)
                               .where(unarmed, Job.status.in_(TERMINAL)).limit(limit)).all()
-    batch_ids = session.scalars(select(WebhookEvent.batch_id).where(unarmed, WebhookEvent.batch_id.is_not(None))
-                                .limit(limit)).all()
+    # Only batches that have items and none still queued or running: open or empty batches (which may stay
+    # so for a long time) must not fill the `limit` and starve the ended ones.
+    items = select(Job.id).where(Job.batch_id == WebhookEvent.batch_id)
+    batch_ids = session.scalars(select(WebhookEvent.batch_id).where(
+        unarmed, WebhookEvent.batch_id.is_not(None), items.exists(),
+        ~items.where(Job.status.not_in(TERMINAL)).exists()).limit(limit)).all()
     armed = [event for job_id in job_ids for event in arm_job(session=session, job_id=job_id)]
     return armed + [event for batch_id in batch_ids for event in arm_batch(session=session, batch_id=batch_id,
                                                                            settle_s=settle_s)]

@@ -145,3 +145,19 @@ def test_an_event_belongs_to_exactly_one_job_or_batch(db_session_factory):
         session.add(WebhookEvent(id="msg_none", url=URL, created_at=utcnow(), attempts=0))
         with pytest.raises(IntegrityError):
             session.flush()
+
+
+def test_open_or_empty_batches_do_not_starve_an_ended_one_in_the_sweep(db_session_factory):
+    with db_session_factory() as session:
+        empty = batch_store.create_batch(session=session, owner="local", name="no files yet", params={})
+        open_batch = batch_store.create_batch(session=session, owner="local", name="still running", params={})
+        ended = batch_store.create_batch(session=session, owner="local", name="done", params={})
+        for batch in (empty, open_batch):
+            event_store.subscribe(session=session, url=URL, batch_id=batch.id)
+        _job(session, batch=open_batch)
+        done_event = event_store.subscribe(session=session, url=URL, batch_id=ended.id).id
+        item = _job(session, batch=ended)
+        session.commit()
+        _end(session, item)
+
+        assert event_store.arm_ended(session=session, settle_s=0, limit=1) == [done_event]
