@@ -127,3 +127,13 @@ def test_jobs_page_lists_filters_and_pages(client, make_job, advance_job):
 def test_static_assets_are_served(client):
     for name in ("style.css", "upload.js", "job.js"):
         assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_pages_link_an_icon_that_is_served(client):
+    """The browser asks for an icon on every page; without one it logged a 404 for /favicon.ico."""
+    import re
+
+    page = client.get("/").get_data(as_text=True)
+    [href] = re.findall(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)">', page)
+    icon = client.get(href)
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.data
