@@ -106,6 +106,7 @@ def analyze_video(
     sha256: str | None = None,
     preview_dir: Path | None = None,
     feature_checkpoint: object | None = None,
+    decoder: str = "auto",
 ) -> AnalysisResult:
     """Analyse every (frame_stride-th) frame of the video; raises the engine's typed errors.
 
@@ -115,6 +116,7 @@ def analyze_video(
     `preview` option on) the result gains a `preview.mp4` artifact whose temporary file lies there.
     With `feature_checkpoint` (shared.model.resume.FeatureCheckpoint) the trunk's features are recorded
     as the analysis goes, and an earlier attempt's recording is replayed instead of computed again.
+    `decoder` chooses where frames are decoded (see `run_analysis`): auto, cpu or device.
     """
     from shared.media.limits import VideoLimits
     from shared.files import sha256_file
@@ -131,7 +133,7 @@ def analyze_video(
         result = run_analysis(Path(path), info=info, engine=engine, options=options, on_progress=on_progress,
                               should_cancel=should_cancel, timings=timings,
                               preview_dir=Path(preview_dir) if preview_dir is not None and options.preview else None,
-                              feature_checkpoint=feature_checkpoint)
+                              feature_checkpoint=feature_checkpoint, decoder=decoder)
     hash_start = time.perf_counter()
     result.video["sha256"] = sha256 or sha256_file(path)
     result.timings["hash_s"] = time.perf_counter() - hash_start

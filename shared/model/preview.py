@@ -123,6 +123,19 @@ class H264Writer:
             self.path.unlink(missing_ok=True)  # no half-written video is left behind
 
 
+def _host_frames(frames, *, size: tuple[int, int]) -> np.ndarray:
+    """(N, 3, H, W) uint8 tensors on a device → (N, height, width, 3) uint8 host frames at `size`
+    (width, height): antialiased on the device, so a 1080p frame crosses the bus at 480p."""
+    import torch
+    import torch.nn.functional as F
+
+    width, height = size
+    pixels = frames.float()
+    if tuple(pixels.shape[-2:]) != (height, width):
+        pixels = F.interpolate(pixels, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return np.ascontiguousarray(pixels.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
 def scaled_size(width: int, height: int, *, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at most `short_side`, aspect kept, both even (yuv420p)."""
     scale = min(1.0, short_side / max(1, min(width, height)))
@@ -163,11 +176,22 @@ class PreviewRecorder:
             yield batch
 
     def add(self, batch: FrameBatch) -> None:
+        """Record the batch's every k-th frame. Frames decoded on the GPU are scaled there and only
+        the preview-sized ones cross to the host."""
         start = time.perf_counter()
-        for frame, t in zip(batch.frames, batch.times_s):
-            if self._seen % self._every == 0 and self._writer is not None:
+        kept = [i for i in range(len(batch.times_s)) if (self._seen + i) % self._every == 0]
+        self._seen += len(batch.times_s)
+        if kept and self._writer is not None:
+            frames = batch.frames
+            if not isinstance(frames, np.ndarray):
+                frames = _host_frames(frames[kept], size=self._size)
+                kept_frames = zip(frames, batch.times_s[kept])
+            else:
+                kept_frames = ((frames[i], batch.times_s[i]) for i in kept)
+            for frame, t in kept_frames:
+                if self._writer is None:
+                    break
                 self._write(frame, float(t))
-            self._seen += 1
         self.busy_s += time.perf_counter() - start
 
     def _write(self, frame: np.ndarray, t: float) -> None:

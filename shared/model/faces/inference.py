@@ -83,21 +83,33 @@ class RetinaFaceDetector:
         self._mean = torch.tensor(normalisation.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(normalisation.std, device=self.device).view(1, 3, 1, 1)
 
-    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
-        """Faces per frame; `frames` is (N, H, W, 3) uint8 RGB, boxes are (x1, y1, x2, y2) in its pixels."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be (N, H, W, 3), got {frames.shape}")
+    def detect(self, frames: np.ndarray | torch.Tensor) -> list[list[Detection]]:
+        """Faces per frame; boxes are (x1, y1, x2, y2) in the frames' pixels. `frames` is (N, H, W, 3)
+        uint8 RGB, or a (N, 3, H, W) uint8 RGB tensor where it was decoded (frames decoded on the GPU
+        are resized and normalised there)."""
+        if isinstance(frames, torch.Tensor):
+            if frames.ndim != 4 or frames.shape[1] != 3:
+                raise ValueError(f"frame tensors must be (N, 3, H, W), got {tuple(frames.shape)}")
+            if self._uint8_input or frames.device != self.device:
+                frames = frames.permute(0, 2, 3, 1).cpu().numpy()  # this network takes host frames
+        else:
+            frames = np.asarray(frames)
+            if frames.ndim != 4 or frames.shape[-1] != 3:
+                raise ValueError(f"frames must be (N, H, W, 3), got {frames.shape}")
         results: list[list[Detection]] = []
         for start in range(0, frames.shape[0], self.batch_size):
             results.extend(self._detect_chunk(frames[start : start + self.batch_size]))
         return results
 
     @torch.inference_mode()
-    def _detect_chunk(self, frames: np.ndarray) -> list[list[Detection]]:
-        height, width = frames.shape[1:3]
+    def _detect_chunk(self, frames: np.ndarray | torch.Tensor) -> list[list[Detection]]:
+        on_device = isinstance(frames, torch.Tensor)
+        height, width = frames.shape[2:4] if on_device else frames.shape[1:3]
         size = detection_size(height, width, self.max_side)
-        batch = _resized(frames, size) if self._uint8_input else self._prepare(frames, size)
+        if on_device:
+            batch = self._normalised(frames.float(), size)
+        else:
+            batch = _resized(frames, size) if self._uint8_input else self._prepare(frames, size)
         loc, classes, landmark_offsets = self._forward(batch)
         priors = prior_boxes(*size, device=self.device)
         if priors.shape[0] != loc.shape[1]:
@@ -112,7 +124,11 @@ class RetinaFaceDetector:
         if self.device.type == "cpu":
             return self._prepare_cpu(frames, size)
         pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
-        batch = pixels.permute(0, 3, 1, 2).float()
+        return self._normalised(pixels.permute(0, 3, 1, 2).float(), size)
+
+    def _normalised(self, batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(N, 3, H, W) float RGB pixels on the network's device → its input at `size` (antialiased
+        bilinear resize, channel order, (x·scale − mean) / std, channels_last on CUDA)."""
         if tuple(batch.shape[-2:]) != size:
             batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
         if self.normalisation.channels == "BGR":

@@ -57,7 +57,9 @@ class Embedder:
     def feature_dim(self) -> int:
         return int(self.model.feature_dim)
 
-    def __call__(self, crops: np.ndarray) -> Tensor:
+    def __call__(self, crops: np.ndarray | Tensor) -> Tensor:
+        """Crops as (N, S, S, 3) uint8 RGB on the host, or (N, 3, S, S) uint8 RGB tensors where they
+        were cut (on the GPU they stay there)."""
         batch = self.preprocess.to_uint8_nchw(crops)
         if len(batch) == 0:
             return torch.empty(0, self.feature_dim)

@@ -18,8 +18,14 @@ class Preprocessor:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
-    def to_uint8_nchw(self, crops: np.ndarray) -> Tensor:
-        """(N, S, S, 3) uint8 RGB → (N, 3, S, S) uint8 in the network's channel order."""
+    def to_uint8_nchw(self, crops: np.ndarray | Tensor) -> Tensor:
+        """(N, S, S, 3) uint8 RGB arrays, or (N, 3, S, S) uint8 RGB tensors on any device → (N, 3, S, S)
+        uint8 in the network's channel order (tensors stay on their device)."""
+        if isinstance(crops, Tensor):
+            if crops.ndim != 4 or tuple(crops.shape[1:]) != (3, self.size, self.size) or crops.dtype != torch.uint8:
+                raise ValueError(f"expected (N, 3, {self.size}, {self.size}) uint8 crop tensors, "
+                                 f"got {tuple(crops.shape)} {crops.dtype}")
+            return crops.flip(1) if self.bgr else crops
         if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3) or crops.dtype != np.uint8:
             raise ValueError(f"expected (N, {self.size}, {self.size}, 3) uint8 crops, got {crops.shape} {crops.dtype}")
         if self.bgr:

@@ -32,7 +32,7 @@ class TorchTrunk:
         self.preprocess = preprocess
 
     def _prepare(self, batch: Tensor) -> Tensor:
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and batch.device != self.device:
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         x = self.preprocess.normalise(batch)  # on the device: uint8 crosses the bus, not float32
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

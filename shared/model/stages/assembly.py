@@ -12,8 +12,8 @@ from shared.model.types import Reason
 
 
 def build_result(scored: ScoredVideo, *, engine, options, plan: WindowPlan, info, problems: list[Reason],
-                 timings: dict[str, float]) -> AnalysisResult:
-    """The result of one analysis; `timings` gains `heatmaps_s`."""
+                 timings: dict[str, float], decoder: str = "pyav") -> AnalysisResult:
+    """The result of one analysis; `timings` gains `heatmaps_s`; `decoder` names what decoded the frames."""
     tracks = track_results(scored, options=options, plan=plan)
     probabilities = [t.fake_probability for t in tracks if t.fake_probability is not None]
     verdict = aggregation.combine_tracks(probabilities, threshold=plan.threshold, band=options.uncertain_band)
@@ -29,7 +29,7 @@ def build_result(scored: ScoredVideo, *, engine, options, plan: WindowPlan, info
         video=_video_dict(info, last_index=scored.last_index),
         frames_analyzed=scored.frames_analyzed,
         model=_model_dict(engine.spec, threshold=plan.threshold),
-        params=_params(engine, options=options, plan=plan),
+        params=_params(engine, options=options, plan=plan, decoder=decoder),
         tracks=tracks,
         timings=dict(timings),
         artifacts=artifacts,
@@ -121,11 +121,11 @@ def _model_dict(spec, *, threshold: float) -> dict:
             "class_names": list(spec.class_names)}
 
 
-def _params(engine, *, options, plan: WindowPlan) -> dict:
+def _params(engine, *, options, plan: WindowPlan, decoder: str) -> dict:
     params = options.to_dict()
     params.update(sequence_length=plan.length, window_stride=plan.stride, threshold=plan.threshold,
                   face_detector=engine.detector_name, device=str(engine.device),
                   precision=getattr(engine.embedder, "precision", options.precision),
                   backend=getattr(engine.embedder, "backend", "torch"),
-                  weights=engine.spec.name)
+                  weights=engine.spec.name, decoder=decoder)
     return params

@@ -111,7 +111,7 @@ class WindowConsumer:
         self.frames_analyzed = 0
         self.last_index = -1
         self._windowers: dict[int, TrackWindower] = {}
-        self._pending_crops: list[tuple[np.ndarray, list[CropOwner]]] = []  # not yet embedded
+        self._pending_crops: list[tuple[np.ndarray | torch.Tensor, list[CropOwner]]] = []  # not yet embedded
         self._pending_count = 0
         self._ending: list[tuple[EndedTrack, bool]] = []  # (track, at end of video), closed after the next embed
         self._ready: list[Window] = []  # complete, not yet scored
@@ -151,15 +151,16 @@ class WindowConsumer:
     def _embed_pending(self) -> None:
         """Run the CNN on the crops gathered so far, feed the windows, close ended tracks, score."""
         if self._pending_crops:
-            crops = np.concatenate([c for c, _ in self._pending_crops])
+            crops, host_crops = _joined([c for c, _ in self._pending_crops])
             owners = [o for _, group in self._pending_crops for o in group]
             self._pending_crops, self._pending_count = [], 0
             start = time.perf_counter()
             if self.feature_checkpoint is None:
                 features = self.engine.embedder(crops)
-            else:
-                features = self.feature_checkpoint.embed(crops, self.engine.embedder)
+            else:  # the recording is keyed by the host crops' bytes, on every device alike
+                features = self.feature_checkpoint.embed(host_crops, self.engine.embedder)
             self.timings["embed_s"] += time.perf_counter() - start
+            crops = host_crops
             if self.per_frame_outputs:
                 start = time.perf_counter()
                 features = self._frame_outputs(features)
@@ -250,3 +251,15 @@ class WindowConsumer:
             else:
                 top = self._live_top.setdefault(window.track_id, _TopWindows(self.heatmaps))
             top.offer(probability, score, window.key_crop)
+
+
+def _joined(parts: list[np.ndarray | torch.Tensor]) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+    """The pending crops as one batch for the CNN, and as (M, S, S, 3) host crops (what windows keep
+    for heatmaps). Crops cut on the GPU go to the CNN from there; only the host copy crosses the bus."""
+    if not isinstance(parts[0], torch.Tensor):
+        joined = np.concatenate(parts)
+        return joined, joined
+    from shared.model.device_crops import to_host_crops
+
+    joined = torch.cat(parts)
+    return joined, to_host_crops(joined)

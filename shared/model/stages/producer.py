@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
+import torch
 
 from shared.model.crops import crop_faces, whole_frames
 from shared.model.track_boxes import BoxSample, BoxSampler
@@ -47,7 +48,8 @@ class PreparedBatch:
 
     count: int  # analysed frames in the batch (0 for the closing batch)
     last_index: int  # source index of the last frame decoded so far
-    crops: np.ndarray | None  # (M, S, S, 3) uint8, in frame order
+    # (M, S, S, 3) uint8 host crops in frame order; (M, 3, S, S) uint8 tensors when cut on the device
+    crops: np.ndarray | torch.Tensor | None
     owners: list[CropOwner]  # one per crop
     ended: tuple[EndedTrack, ...] = ()
     end_of_video: bool = False  # the closing batch: `ended` holds every track still open
@@ -111,7 +113,7 @@ class CropProducer:
         """Boxes per frame of the batch: detect every k-th analysed frame, carry boxes between."""
         count = len(batch)
         if self.detector is None:
-            height, width = batch.frames.shape[1:3]
+            height, width = _frame_size(batch.frames)
             whole = np.array([0, 0, width, height], dtype=np.float32)
             return [[TrackedBox(track_id=WHOLE_FRAME_TRACK, box=whole, score=1.0, detected=True)]
                     for _ in range(count)]
@@ -182,19 +184,36 @@ class CropProducer:
         Frames are cropped in parallel threads: PIL releases the GIL while resizing, which pays
         on many-core machines (a 1080p whole frame takes ~10 ms to shrink with antialiasing).
         """
-        jobs = [(batch.frames[i], boxes) for i, boxes in enumerate(tracked) if boxes]
         owners = [CropOwner(b.track_id, int(batch.indices[i]), float(batch.times_s[i]), b.box)
                   for i, boxes in enumerate(tracked) for b in boxes]
-        if not jobs:
+        if not owners:
             return None, owners
+        if isinstance(batch.frames, torch.Tensor):
+            return self._crop_on_device(batch.frames, tracked), owners
+        jobs = [(batch.frames[i], boxes) for i, boxes in enumerate(tracked) if boxes]
         if self._pool is not None and len(jobs) > 1:
             crops = list(self._pool.map(self._crop_frame, jobs))
         else:
             crops = [self._crop_frame(job) for job in jobs]
         return np.concatenate(crops), owners
 
+    def _crop_on_device(self, frames: torch.Tensor, tracked: list[list[TrackedBox]]) -> torch.Tensor:
+        """Frames decoded on the GPU are cut there, every box of the batch in one batched op."""
+        from shared.model.device_crops import crop_faces_on_device, whole_frames_on_device
+
+        if self.detector is None:
+            return whole_frames_on_device(frames, size=self.input_size)
+        rows = np.array([i for i, boxes in enumerate(tracked) for _ in boxes], dtype=np.int64)
+        boxes = np.stack([b.box for per_frame in tracked for b in per_frame])
+        return crop_faces_on_device(frames, rows, boxes, size=self.input_size, margin=self.crop_margin)
+
     def _crop_frame(self, job: tuple[np.ndarray, list[TrackedBox]]) -> np.ndarray:
         frame, boxes = job
         if self.detector is None:
             return whole_frames(frame[None], size=self.input_size)
         return crop_faces(frame, [b.box for b in boxes], size=self.input_size, margin=self.crop_margin)
+
+
+def _frame_size(frames: np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """(height, width) of a batch: (N, H, W, 3) host frames or (N, 3, H, W) frames on a device."""
+    return tuple(frames.shape[2:4]) if isinstance(frames, torch.Tensor) else tuple(frames.shape[1:3])

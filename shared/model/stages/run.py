@@ -61,19 +61,20 @@ def _analysed_frame_s(info, options) -> float:
 
 def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCallback | None = None,
                  should_cancel: CancelCheck | None = None, timings: dict[str, float],
-                 preview_dir: Path | None = None, feature_checkpoint=None) -> AnalysisResult:
+                 preview_dir: Path | None = None, feature_checkpoint=None, decoder: str = "auto") -> AnalysisResult:
     """Analyse the video at `path` (already probed as `info`) with a loaded engine; `timings` gains
     the stages' own (decode_s, detect_s, crop_s, embed_s, classify_s, heatmaps_s).
 
     With `preview_dir`, the decoded frames also feed a preview video (a temporary file there), which
-    the result carries as its `preview.mp4` artifact; `timings` gains `preview_s`."""
-    from shared.model.video import VideoReader
+    the result carries as its `preview.mp4` artifact; `timings` gains `preview_s`.
 
-    frame_bytes = max(1, info.width * info.height * 3)
-    decode_batch = max(1, min(options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
+    `decoder` "auto" decodes on the engine's GPU (NVDEC) where `choose_decoder` says it can, so the
+    frames, detection and crops stay there, and with PyAV on the CPU otherwise; "cpu" always uses PyAV;
+    "device" decodes with torchcodec on the engine's device whatever it is (how the tests run the
+    device path on a CPU). The result's `params.decoder` says which one decoded."""
     threads = engine.threads  # the producer's decoder and crop pool keep to their share of the cores
-    reader = VideoReader(path, batch_size=decode_batch, frame_stride=options.frame_stride, info=info,
-                         threads=threads.producer)
+    reader, decoder_notes = _open_reader(path, info=info, engine=engine, options=options, decoder=decoder)
+    decode_batch = reader.batch_size
     producer = CropProducer(detector=engine.detector, detect_every=options.detect_every,
                             full_detect_every=options.full_detect_every, input_size=engine.spec.input_size,
                             crop_margin=options.crop_margin, frame_s=_analysed_frame_s(info, options),
@@ -109,7 +110,9 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
         timings.update(consumer.timings)
         progress.report(consumer, final=True)
         result = build_result(scored, engine=engine, options=options, plan=plan, info=info,
-                              problems=list(reader.problems), timings=timings)
+                              problems=list(reader.problems), timings=timings,
+                              decoder=getattr(reader, "decoder_name", "pyav"))
+        result.warnings.extend(decoder_notes)
     except BaseException:
         if recorder is not None:
             recorder.discard()
@@ -117,6 +120,34 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
     if recorder is not None:
         _attach_preview(result, recorder)
     return result
+
+
+def _open_reader(path: Path, *, info, engine, options, decoder: str) -> tuple[object, list[Reason]]:
+    """The reader for this file, and why a GPU engine decodes it on the CPU (when it does).
+
+    Frames go to the device only where the face detector takes device frames (RetinaFace, or none:
+    the Haar fallback searches host frames)."""
+    from shared.model.video import VideoReader
+
+    if decoder not in ("auto", "cpu", "device"):
+        raise ValueError(f"decoder must be auto, cpu or device, got {decoder!r}")
+    notes: list[Reason] = []
+    on_device = decoder == "device"
+    if decoder == "auto" and engine.device.type == "cuda" and not hasattr(engine.detector, "detect_near"):
+        from shared.model.video.device_reader import choose_decoder
+
+        choice = choose_decoder(info, engine.device)
+        on_device = choice.name == "nvdec"
+        notes += [choice.reason] if choice.reason is not None else []
+    if on_device:
+        from shared.model.video.device_reader import DeviceVideoReader
+
+        return DeviceVideoReader(path, batch_size=options.batch_size, frame_stride=options.frame_stride, info=info,
+                                 device=engine.device), notes
+    frame_bytes = max(1, info.width * info.height * 3)
+    decode_batch = max(1, min(options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
+    return VideoReader(path, batch_size=decode_batch, frame_stride=options.frame_stride, info=info,
+                       threads=engine.threads.producer), notes
 
 
 def _preview_recorder(directory: Path | None, *, info, options, threads: int):
