@@ -47,6 +47,7 @@ class RetinaFaceDetector:
         backend: str = "torch",
         ir_path: Path | None = None,
         threads: int = 0,
+        half: bool = True,
     ) -> None:
         """`net` is the torch network, or an already built OpenVINO one (e.g. read from ONNX).
         `backend` "openvino" (CPU only) compiles the torch network with OpenVINO, "torch" runs it
@@ -74,7 +75,10 @@ class RetinaFaceDetector:
         # OpenVINO networks built with the normalisation take resized uint8 frames as they are.
         self._uint8_input = bool(getattr(self._forward, "takes_uint8_frames", False))
         self.name = f"retinaface-{net.backbone}"
-        self.precision = getattr(self._forward, "precision", "fp32")
+        # On CUDA the torch network runs in fp16 autocast (boxes checked against fp32 in
+        # tests/shared/model/faces/test_device_frames.py); `half=False` keeps it in fp32.
+        self._half = self.device.type == "cuda" and self.net is not None and half
+        self.precision = "fp16" if self._half else getattr(self._forward, "precision", "fp32")
         self.normalisation = normalisation
         self.max_side = max_side
         self.score_threshold = score_threshold
@@ -110,7 +114,8 @@ class RetinaFaceDetector:
             batch = self._normalised(frames.float(), size)
         else:
             batch = _resized(frames, size) if self._uint8_input else self._prepare(frames, size)
-        loc, classes, landmark_offsets = self._forward(batch)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self._half):
+            loc, classes, landmark_offsets = self._forward(batch)
         priors = prior_boxes(*size, device=self.device)
         if priors.shape[0] != loc.shape[1]:
             raise RuntimeError(f"{priors.shape[0]} priors for {loc.shape[1]} predictions at input {size}")

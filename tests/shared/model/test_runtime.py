@@ -10,7 +10,8 @@ from shared.model.checkpoints import ModelSpec, load_model, save_checkpoint
 from shared.errors import DeviceUnavailableError, InvalidOptionsError
 from shared.model.networks import resnext_lstm
 from shared.model.runtime import build_embedder, cpu_features, native_bf16, native_int8, select_device
-from shared.model.runtime.builder import FAST_TOLERANCE, fast_cpu_candidates
+from shared.model.runtime.builder import (FAST_TOLERANCE, Measured, fast_cpu_candidates, measure_precisions,
+                                          pick_precision)
 from shared.model.runtime.calibration import calibration_crops, calibration_windows
 
 CPU = torch.device("cpu")
@@ -186,6 +187,26 @@ def test_cuda_paths_agree_with_cpu(tiny, crops) -> None:
     # GPU kernels sum in another order than the CPU's: same maths, not the same bits
     assert (_window_probabilities(fp32, crops) - reference).abs().max().item() <= 1e-4
     fast = build_embedder(model, spec, device=cuda, precision="auto")
-    assert fast.precision == "fp16"
+    assert fast.precision in ("fp16", "bf16", "fp32")  # chosen by measurement on this GPU
     assert (_window_probabilities(fast, crops) - reference).abs().max().item() <= FAST_TOLERANCE
     model.to(CPU)
+
+
+def test_auto_on_a_gpu_takes_the_fastest_precision_within_tolerance() -> None:
+    fp32 = Measured("fp32", 1000.0, 0.0)
+    assert pick_precision([fp32, Measured("fp16", 3000.0, 0.002), Measured("bf16", 3500.0, 0.004)]) == ("bf16", [])
+    chosen, notes = pick_precision([fp32, Measured("fp16", 3000.0, 0.002), Measured("bf16", 3500.0, 0.02)])
+    assert chosen == "fp16"
+    assert [n.code for n in notes] == ["precision_fallback"] and "bf16" in notes[0].message
+    # Not faster (a GPU without fast half-precision units): fp32 stays.
+    assert pick_precision([fp32, Measured("fp16", 900.0, 0.001)]) == ("fp32", [])
+
+
+def test_precisions_are_measured_on_real_crops_against_fp32(tiny) -> None:
+    model, spec = tiny
+    measured = measure_precisions(model, spec, CPU, ["bf16"], batch_size=4, repeats=1)
+    assert [m.precision for m in measured] == ["fp32", "bf16"]
+    assert measured[0].delta == 0.0
+    assert all(m.crops_per_s > 0 for m in measured)
+    # bf16 keeps 8 bits of mantissa: the windows move, a little.
+    assert 0.0 < measured[1].delta <= 0.05

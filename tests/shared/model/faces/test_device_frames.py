@@ -60,3 +60,14 @@ def test_tensor_frames_must_be_nchw(published_detector_weights: Path, frames) ->
     detector = RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, backend="torch")
     with pytest.raises(ValueError, match="N, 3, H, W"):
         detector.detect(torch.from_numpy(frames))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_fp16_detection_of_gpu_frames_finds_the_fp32_faces(published_detector_weights: Path, frames) -> None:
+    loaded = load_detector_weights(published_detector_weights)
+    fp32 = RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, device="cuda", half=False)
+    fp16 = RetinaFaceDetector(loaded.net, normalisation=loaded.normalisation, device="cuda")
+    assert (fp32.precision, fp16.precision) == ("fp32", "fp16")
+    on_gpu = _as_tensor(frames).cuda()
+    _same_faces(fp32.detect(on_gpu), fp16.detect(on_gpu), min_iou=0.95, score_tolerance=0.01)
+    _same_faces(fp32.detect(frames), fp32.detect(on_gpu), min_iou=0.9, score_tolerance=0.02)
