@@ -70,9 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker = subparsers.add_parser("worker", help="run one Celery worker (needs REDIS_URL)")
     worker.add_argument("--queues", help="comma-separated queues (default: WORKER_QUEUES, else "
                                          "'analysis,analysis.batch', on a GPU 'analysis.gpu' first)")
-    worker.add_argument("--concurrency", type=int, default=1, help="processes or threads (default 1)")
-    worker.add_argument("--pool", choices=("prefork", "solo", "threads"),
-                        help="default: solo on a GPU (CUDA never initialised before a fork), else prefork")
+    worker.add_argument("--concurrency", type=int,
+                        help="analyses at once, each in its own process (default: GPU_JOBS, 2, on a GPU; else 1)")
+    worker.add_argument("--pool", choices=("prefork", "solo", "threads"), default="prefork",
+                        help="prefork (default): each analysis in its own process, with its own CUDA context "
+                             "on a GPU; solo: one analysis in the worker process itself")
     worker.add_argument("--hostname", help="Celery node name (default: analysis-<pid>@<host>)")
     worker.add_argument("--loglevel", default="INFO", help="Celery log level: DEBUG, INFO, WARNING, ... (default INFO)")
     worker.set_defaults(handler=worker_command)
@@ -119,10 +121,8 @@ def worker_command(args: argparse.Namespace) -> int:
         settings = replace(settings, worker_queues=tuple(q for q in args.queues.split(",") if q))
     elif not os.environ.get("WORKER_QUEUES") and _wants_gpu(settings.device):
         settings = replace(settings, worker_queues=default_worker_queues(gpu=True))
-    pool = args.pool or default_pool(settings.device)
-    if pool != "solo" and _wants_gpu(settings.device):
-        raise CommandError("GPU workers must use --pool solo (CUDA cannot be used after a fork); "
-                           "run one worker per GPU")
+    pool = args.pool
+    concurrency = worker_concurrency(args.concurrency, settings)
     try:
         app = make_celery(settings)
     except MissingBrokerError as exc:
@@ -130,9 +130,9 @@ def worker_command(args: argparse.Namespace) -> int:
     hostname = args.hostname or f"analysis-{os.getpid()}@%h"
     if pool == "prefork" and "ENGINE_PROCESSES" not in os.environ:
         # The pool's children share this machine's cores: each takes its share of the thread budget.
-        os.environ["ENGINE_PROCESSES"] = str(max(1, args.concurrency))
+        os.environ["ENGINE_PROCESSES"] = str(concurrency)
     code = app.start(["worker", "--queues", ",".join(settings.worker_queues), "--pool", pool,
-                     "--concurrency", str(args.concurrency), "--hostname", hostname,
+                     "--concurrency", str(concurrency), "--hostname", hostname,
                      "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"])
     _exit_without_native_teardown(code or 0)  # Celery's own exit status (app.worker_main drops it)
     return 0
@@ -151,13 +151,19 @@ def _exit_without_native_teardown(code: int) -> None:
     os._exit(code)
 
 
-def default_pool(device: str) -> str:
-    """solo when the worker will use a GPU, prefork otherwise."""
-    return "solo" if _wants_gpu(device) else "prefork"
+def worker_concurrency(asked: int | None, settings) -> int:
+    """Analyses a worker runs at once: as asked, else GPU_JOBS on a GPU (several videos keep one GPU
+    busy), else 1."""
+    if asked is not None:
+        if asked < 1:
+            raise CommandError(f"--concurrency must be at least 1, got {asked}")
+        return asked
+    return settings.gpu_jobs if _wants_gpu(settings.device) else 1
 
 
 def _wants_gpu(device: str) -> bool:
-    # Checked without importing torch: torch.cuda in this (parent) process is what must not happen.
+    # Checked without importing torch: the prefork pool's parent must never initialise CUDA (a child
+    # forked after that cannot use it); each child makes its own CUDA context when it loads its model.
     return device == "cuda" or (device == "auto" and gpu_count() > 0)
 
 
@@ -494,7 +500,8 @@ def start_embedded_redis(folder: Path) -> tuple[subprocess.Popen, str]:
 
 
 def start_worker_process(settings, *, index: int, processes: int = 1) -> subprocess.Popen:
-    """`deepfake worker` as a child; on a GPU machine each worker gets its own GPU (solo pool).
+    """`deepfake worker` as a child; on a GPU machine each worker gets its own GPU (and runs GPU_JOBS
+    analyses on it at once).
     `processes` workers share the machine's cores (each takes its share of the thread budget)."""
     env = {"REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
            "DATA_DIR": str(Path(settings.data_dir).resolve()), "WEIGHTS_DIR": str(Path(settings.weights_dir).resolve()),

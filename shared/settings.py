@@ -74,6 +74,9 @@ class Settings:
     # GPU_LANE_MIN_DURATION_S: a video at least this long goes to the gpu lane while a GPU worker is alive
     # (ten minutes: about where a CPU worker's run time starts to be counted in tens of minutes).
     gpu_lane_min_duration_s: int = 600
+    # GPU_JOBS: analyses a GPU worker runs at once, each in its own process and CUDA context, so the GPU
+    # works on one video while another is between batches (demuxing, tracking, scoring on the host).
+    gpu_jobs: int = 2
     # UPLOAD_RETENTION_DAYS: how long an upload is kept after its job ended; 0 = removed when it ends.
     upload_retention_days: int = 0
     # STORAGE: local (DATA_DIR is the storage: one machine, or a folder shared at the same path) or s3
@@ -152,6 +155,7 @@ class Settings:
             heartbeat_timeout_s=_int(env, "HEARTBEAT_TIMEOUT_S", 120),
             requeue_lost_after_s=_int(env, "REQUEUE_LOST_AFTER_S", 60),
             gpu_lane_min_duration_s=_int(env, "GPU_LANE_MIN_DURATION_S", 600),
+            gpu_jobs=max(1, _int(env, "GPU_JOBS", 2)),
             upload_retention_days=max(0, _int(env, "UPLOAD_RETENTION_DAYS", 0)),
             storage=(env.get("STORAGE") or "local").strip().lower(),
             s3_bucket=env.get("S3_BUCKET") or None,

@@ -128,7 +128,9 @@ def test_the_gpu_profile_adds_a_cuda_worker_with_a_reserved_gpu(compose):
     gpu = compose["services"]["worker-gpu"]
     assert gpu["profiles"] == ["gpu"] and "profiles" not in compose["services"]["worker"]
     assert gpu["environment"]["DEVICE"] == "cuda"
-    assert gpu["command"][gpu["command"].index("--pool") + 1] == "solo"
+    # Several analyses per GPU, each in its own prefork child: neither a solo pool nor a fixed concurrency.
+    assert "--pool" not in gpu["command"] and "--concurrency" not in gpu["command"]
+    assert gpu["environment"]["GPU_JOBS"] == "${GPU_JOBS:-2}"
     [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
 

@@ -239,3 +239,18 @@ def test_the_parts_of_a_deployment_refuse_a_private_database(tmp_path, command):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DATABASE_URL is not set" in done.stderr and "deepfake serve" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_gpu_worker_runs_gpu_jobs_analyses_at_once_and_a_cpu_worker_one(monkeypatch):
+    from dataclasses import replace
+
+    from cli.service import CommandError, worker_concurrency
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"GPU_JOBS": "3"})
+    assert worker_concurrency(None, replace(settings, device="cuda")) == 3
+    assert worker_concurrency(None, replace(settings, device="cpu")) == 1
+    assert worker_concurrency(4, replace(settings, device="cuda")) == 4
+    assert Settings.from_env({}).gpu_jobs == 2
+    with pytest.raises(CommandError, match="at least 1"):
+        worker_concurrency(0, settings)
