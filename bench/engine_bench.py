@@ -10,18 +10,26 @@ the same run, the CNN trunk alone (same checkpoint, precision and process set-up
 the ratio end-to-end / trunk alone: how much of the CNN's speed reaches the user. The face detector
 is the published RetinaFace from weights/ (install it with `deepfake weights fetch`).
 
+With `--device cuda` it also prints, per clip (issue 13): decode alone (PyAV on the CPU, and NVDEC
+through shared.model.video.device_reader when this machine can), the engine's RetinaFace alone on
+frames already on the GPU, the trunk alone, end to end with the GPU's utilisation and memory sampled
+every 200 ms, and the issue's goals as measured (PASS/MISS). bench/gpu_check.sh runs it on a lent GPU.
+
     .venv/bin/python bench/engine_bench.py                # 1-minute and 10-minute clips
-    .venv/bin/python bench/engine_bench.py --minutes 1 --device cuda --height 1080
+    .venv/bin/python bench/engine_bench.py --minutes 1 --device cuda --height 720 1080 --json-out figures.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -44,9 +52,32 @@ def make_clip(path: Path, *, minutes: float, width: int, height: int, faces: int
         make_face_clip(base, seconds=base_seconds, fps=30, width=width, height=height,
                        photos=PHOTOS[faces], extra_args=("-preset", "veryfast", "-crf", "23"))
     loops = max(0, int(round(minutes * 60 / base_seconds)) - 1)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(base), "-c", "copy",
-                    str(path)], check=True)
+    if shutil.which("ffmpeg"):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(base), "-c", "copy",
+                        str(path)], check=True)
+    else:  # a bare GPU machine has no ffmpeg program, only PyAV's libraries
+        _loop_copy(base, path, repeats=loops + 1)
     return path
+
+
+def _loop_copy(base: Path, path: Path, *, repeats: int) -> None:
+    """`base` played `repeats` times into `path`, packets copied as they are (no re-encoding)."""
+    import av
+
+    with av.open(str(base)) as source, av.open(str(path), "w") as target:
+        stream = source.streams.video[0]
+        out = target.add_stream_from_template(stream)
+        length = 0
+        for turn in range(repeats):
+            source.seek(0)
+            for packet in source.demux(stream):
+                if packet.dts is None:
+                    continue  # the demuxer's empty packet at the end
+                if turn == 0:
+                    length = max(length, packet.pts + (packet.duration or 0))
+                packet.pts, packet.dts = packet.pts + turn * length, packet.dts + turn * length
+                packet.stream = out
+                target.mux(packet)
 
 
 def make_weights(weights_dir: Path, *, sequence_length: int) -> None:
@@ -61,10 +92,16 @@ def make_weights(weights_dir: Path, *, sequence_length: int) -> None:
         torch.save(SeedResNeXtLSTM().state_dict(), path)
 
 
-def install_detector(weights_dir: Path) -> str:
-    """The published RetinaFace beside the bench checkpoint (copied from the repo's weights/)."""
+def install_detector(weights_dir: Path, *, source: Path | None = None) -> str:
+    """The published RetinaFace beside the bench checkpoint (copied from the repo's weights/), or the
+    RetinaFace file `source` (e.g. that ONNX converted to a .pth, for a machine without OpenVINO)."""
     from shared.model.weights_registry import known_weights
 
+    if source is not None:
+        for stale in weights_dir.glob("retinaface-*"):
+            stale.unlink()
+        (weights_dir / source.name).write_bytes(source.read_bytes())
+        return source.stem
     entry = next(e for e in known_weights() if e.name == "retinaface-mobilenet0.25")
     target = weights_dir / entry.filename
     source = ROOT / "weights" / entry.filename
@@ -83,13 +120,18 @@ from shared.model.checkpoints import find_checkpoint, load_model
 from shared.model.runtime import build_embedder
 from shared.model.runtime.calibration import calibration_crops
 weights_dir, length, precision, batch = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-model, spec = load_model(find_checkpoint(weights_dir, sequence_length=length), device=torch.device("cpu"))
-embedder = build_embedder(model, spec, device=torch.device("cpu"), precision=precision, batch_size=batch)
+device = torch.device(sys.argv[5])
+model, spec = load_model(find_checkpoint(weights_dir, sequence_length=length), device=device)
+embedder = build_embedder(model, spec, device=device, precision=precision, batch_size=batch)
 crops = np.concatenate([calibration_crops(size=spec.input_size)] * 4)[: batch * 8]
+if device.type == "cuda":  # crops are cut on the GPU there: time the trunk, not the upload
+    crops = torch.from_numpy(np.concatenate([crops] * 8)).permute(0, 3, 1, 2).contiguous().to(device)
 embedder(crops[:batch])
 best = 0.0
 for _ in range(3):
-    start = time.perf_counter(); embedder(crops); best = max(best, len(crops) / (time.perf_counter() - start))
+    start = time.perf_counter(); embedder(crops)
+    torch.cuda.synchronize() if device.type == "cuda" else None
+    best = max(best, len(crops) / (time.perf_counter() - start))
 print(json.dumps({"crops_per_s": best, "precision": embedder.precision, "backend": embedder.backend}))
 """
 
@@ -125,15 +167,22 @@ def producer_alone(video: Path, *, weights_dir: Path) -> dict:
 
     info = probe_video(video)
     batch = max(1, min(32, DECODE_BATCH_BYTES // max(1, info.width * info.height * 3)))
-    done = subprocess.run([sys.executable, "-c", PRODUCER_ALONE, str(video), str(weights_dir), str(batch)],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _json_of([sys.executable, "-c", PRODUCER_ALONE, str(video), str(weights_dir), str(batch)])
 
 
-def trunk_alone(*, weights_dir: Path, sequence_length: int, precision: str, batch_size: int) -> dict:
+def trunk_alone(*, weights_dir: Path, sequence_length: int, precision: str, batch_size: int,
+                device: str = "cpu") -> dict:
     """The embedder by itself on real-face crops, in a fresh process set up as `analyze`'s is."""
-    done = subprocess.run([sys.executable, "-c", TRUNK_ALONE, str(weights_dir), str(sequence_length), precision,
-                           str(batch_size)], cwd=ROOT, capture_output=True, text=True, check=True)
+    return _json_of([sys.executable, "-c", TRUNK_ALONE, str(weights_dir), str(sequence_length), precision,
+                     str(batch_size), device])
+
+
+def _json_of(cmd: list[str]) -> dict:
+    """The JSON line a measuring child process prints last; its error output when it fails."""
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        label = " ".join(a for a in cmd[1:6] if "\n" not in a)
+        raise SystemExit(f"{label} ... failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -204,6 +253,254 @@ def report(label: str, result: dict, wall: float, peak_mb: float, peak_anon_mb: 
     print(f"   peak RSS {peak_mb:.0f} MiB, of which anonymous (heap, buffers) {peak_anon_mb:.0f} MiB")
 
 
+# ---- GPU (issue 13): each stage alone, in a fresh process so that no CUDA context outlives it --------
+
+GOAL_FPS = {1080: 1500.0, 720: 2500.0}  # issue 13: one H100/H200, RetinaFace on, every frame analysed
+GOAL_DELTA_P = 0.01  # |Δp| of any window against the fp32 run
+GOAL_RSS_BYTES = 3e9  # peak host RSS of the analysing process
+DETECT_FRAMES = 256  # frames the detector is timed on: several of its batches, a few seconds of video
+TIMED_PASSES = 3  # best of: the first pass after warm-up can still meet lazy initialisation
+
+
+def _decode_batch(info) -> int:
+    """Frames per decoded batch, as `analyze` sizes them (a fixed byte budget)."""
+    from shared.model.stages.run import DECODE_BATCH_BYTES
+
+    return max(1, min(32, DECODE_BATCH_BYTES // max(1, info.width * info.height * 3)))
+
+
+def stage_decode_pyav(video: str) -> dict:
+    """PyAV on the CPU, all cores, frames to host RGB arrays: the engine's CPU reader by itself."""
+    from shared.media import probe_video
+    from shared.model.video import VideoReader
+
+    info = probe_video(Path(video))
+    start, frames = time.perf_counter(), 0
+    for batch in VideoReader(Path(video), batch_size=_decode_batch(info), info=info, threads=0):
+        frames += len(batch.indices)
+    return {"frames_per_s": frames / (time.perf_counter() - start), "frames": frames}
+
+
+def stage_decode_nvdec(video: str, device: str) -> dict:
+    """torchcodec's NVDEC into CUDA tensors through the engine's DeviceVideoReader, or why it cannot."""
+    try:
+        from shared.model.video.device_reader import DeviceVideoReader, hardware_decoding
+    except ImportError as exc:
+        return {"skipped": f"shared.model.video.device_reader does not import: {exc}"}
+    import torch
+
+    usable, why = hardware_decoding(device)
+    if not usable:
+        return {"skipped": why}
+    torch.zeros(1, device=device)  # the CUDA context, outside the timing
+    reader = DeviceVideoReader(Path(video), batch_size=32, device=device)
+    start, frames = time.perf_counter(), 0
+    for batch in reader:
+        frames += len(batch)
+    torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"frames_per_s": frames / seconds, "frames": frames, "decoder": getattr(reader, "decoder_name", "?"),
+            "fallback": str(getattr(reader, "fallback", None) or "")}
+
+
+def stage_detect(video: str, device: str, weights_dir: str) -> dict:
+    """The RetinaFace `analyze` builds (same options), batched, on frames already where it runs."""
+    import numpy as np
+    import torch
+
+    from shared.model.faces import build_face_detector
+    from shared.options import AnalysisOptions
+
+    options = AnalysisOptions()
+    detector, _ = build_face_detector(kind=options.face_detector, device=device, weights_dir=Path(weights_dir),
+                                      max_side=options.detect_max_side)
+    frames = _first_frames(Path(video), DETECT_FRAMES)
+    if device != "cpu":  # as NVDEC delivers them: (N, 3, H, W) uint8 on the GPU
+        frames = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous().to(device)
+    detector.detect(frames[: getattr(detector, "batch_size", 16)])
+    best = 0.0
+    for _ in range(TIMED_PASSES):
+        start = time.perf_counter()
+        found = detector.detect(frames)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, len(frames) / (time.perf_counter() - start))
+    return {"frames_per_s": best, "name": detector.name, "precision": getattr(detector, "precision", "?"),
+            "batch": getattr(detector, "batch_size", None), "faces_per_frame": float(np.mean([len(f) for f in found]))}
+
+
+def _first_frames(video: Path, count: int):
+    import numpy as np
+
+    from shared.model.video import VideoReader
+
+    batches = []
+    for batch in VideoReader(video, batch_size=32):
+        batches.append(batch.frames)
+        if sum(len(b) for b in batches) >= count:
+            break
+    return np.concatenate(batches)[:count]
+
+
+STAGES = {"decode-pyav": stage_decode_pyav, "decode-nvdec": stage_decode_nvdec, "detect": stage_detect}
+
+
+def stage_alone(name: str, *args: str) -> dict:
+    """One stage measured in a fresh process (`engine_bench.py --stage NAME ARGS...`)."""
+    return _json_of([sys.executable, str(Path(__file__).resolve()), "--stage", name, *args])
+
+
+class GpuSampler:
+    """GPU utilisation (%) and memory used (MiB) every 200 ms while in the `with` block: nvidia-smi in a
+    child process, else NVML in a thread, else `available` is False. Whole-GPU figures, not per process."""
+
+    QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "200"]
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.samples: list[tuple[float, float]] = []
+        self._process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "GpuSampler":
+        if not self.enabled:
+            return self
+        if shutil.which("nvidia-smi"):
+            self._process = subprocess.Popen(self.QUERY, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._thread = threading.Thread(target=self._read_smi, daemon=True)
+        elif _nvml_handle() is not None:
+            self._thread = threading.Thread(target=self._poll_nvml, daemon=True)
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _read_smi(self) -> None:
+        for line in self._process.stdout:
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) == 2 and all(p.replace(".", "").isdigit() for p in parts):
+                self.samples.append((float(parts[0]), float(parts[1])))
+
+    def _poll_nvml(self) -> None:
+        import pynvml
+
+        handle = _nvml_handle()
+        while not self._stop.wait(0.2):
+            used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+            self.samples.append((float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu), used))
+
+    def figures(self) -> dict:
+        if not self.samples:
+            return {"gpu_util_mean": None, "gpu_util_max": None, "gpu_mem_peak_mib": None}
+        util = [u for u, _ in self.samples]
+        return {"gpu_util_mean": sum(util) / len(util), "gpu_util_max": max(util),
+                "gpu_mem_peak_mib": max(m for _, m in self.samples)}
+
+
+def _nvml_handle():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetHandleByIndex(0)
+    except Exception:  # no NVML library, no driver, no GPU: the sampler reports "unavailable"
+        return None
+
+
+def result_decoder(result: dict) -> str:
+    """Which decoder `analyze` used, wherever this version of the engine reports it."""
+    for place in (result.get("params", {}), result.get("timings", {}), result.get("engine", {})):
+        if isinstance(place, dict) and place.get("decoder"):
+            return str(place["decoder"])
+    return "not reported"
+
+
+@dataclass
+class ClipFigures:
+    """What the GPU bench measured on one clip; `figures()` is its JSON form."""
+
+    height: int
+    minutes: float
+    stages: dict
+    end_to_end: dict
+
+    def figures(self) -> dict:
+        return {"height": self.height, "minutes": self.minutes, **self.stages, **self.end_to_end}
+
+
+def measure_stages(clip: Path, *, device: str, weights_dir: Path, sequence_length: int, batch_size: int) -> dict:
+    """Decode, detect and embed alone, each in its own process."""
+    return {"decode_pyav": stage_alone("decode-pyav", str(clip)),
+            "decode_nvdec": stage_alone("decode-nvdec", str(clip), device),
+            "detect": stage_alone("detect", str(clip), device, str(weights_dir)),
+            "embed": trunk_alone(weights_dir=weights_dir, sequence_length=sequence_length, precision="auto",
+                                 batch_size=batch_size, device=device)}
+
+
+def end_to_end_figures(result: dict, peak_mb: float, gpu: GpuSampler) -> dict:
+    frames = result["frames_analyzed"]
+    steady = result["timings"]["total_s"] - result["timings"].get("load_s", 0.0)
+    return {"frames_per_s": frames / steady, "frames": frames, "decoder": result_decoder(result),
+            "precision": result["params"]["precision"], "rss_peak_mib": peak_mb, **gpu.figures()}
+
+
+def _rate(figure: dict, unit: str = "frames/s") -> str:
+    if "skipped" in figure:
+        return f"skipped: {figure['skipped']}"
+    return f"{figure.get('frames_per_s', figure.get('crops_per_s', 0.0)):.0f} {unit}"
+
+
+def _or_unavailable(value: float | None, fmt: str) -> str:
+    return "unavailable" if value is None else fmt.format(value)
+
+
+def print_clip(clip: ClipFigures) -> None:
+    s, e = clip.stages, clip.end_to_end
+    print(f"\n== GPU stages, {clip.height}p h264, {clip.minutes:g} min")
+    print(f"   decode alone   PyAV on the CPU, all cores: {_rate(s['decode_pyav'])}")
+    print(f"                  NVDEC (torchcodec, DeviceVideoReader): {_rate(s['decode_nvdec'])}")
+    d = s["detect"]
+    print(f"   detect alone   {d['name']} {d['precision']}, batch {d['batch']}, frames on the device: {_rate(d)} "
+          f"({d['faces_per_frame']:.2f} faces/frame)")
+    print(f"   embed alone    trunk {s['embed']['precision']} ({s['embed']['backend']}): {_rate(s['embed'], 'crops/s')}")
+    print(f"   end to end     {e['frames_per_s']:.0f} frames/s with the model loaded, decoder {e['decoder']}, "
+          f"precision {e['precision']}")
+    print(f"   GPU            utilisation mean {_or_unavailable(e['gpu_util_mean'], '{:.0f}%')}, max "
+          f"{_or_unavailable(e['gpu_util_max'], '{:.0f}%')}; peak memory used {_or_unavailable(e['gpu_mem_peak_mib'], '{:.0f} MiB')} "
+          f"(whole GPU); peak host RSS {e['rss_peak_mib']:.0f} MiB")
+
+
+def goal_lines(clips: list[ClipFigures], deltas: dict[int, float]) -> list[tuple[str, bool]]:
+    """Issue 13's goals against what was measured: (line, met)."""
+    lines = []
+    for clip in clips:
+        goal = GOAL_FPS.get(clip.height)
+        if goal is not None:
+            fps = clip.end_to_end["frames_per_s"]
+            lines.append((f"{clip.height}p h264 {clip.minutes:g} min: {fps:.0f} frames/s end to end, goal ≥ {goal:.0f}",
+                          fps >= goal))
+        rss = clip.end_to_end["rss_peak_mib"]
+        lines.append((f"{clip.height}p {clip.minutes:g} min: peak host RSS {rss:.0f} MiB, goal < 3 GB "
+                      f"({GOAL_RSS_BYTES / 2**20:.0f} MiB)", rss * 2**20 < GOAL_RSS_BYTES))
+    for height, delta in deltas.items():
+        lines.append((f"{height}p: max |Δp| against fp32 {delta:.5f}, goal ≤ {GOAL_DELTA_P}", delta <= GOAL_DELTA_P))
+    return lines
+
+
+def print_goals(lines: list[tuple[str, bool]]) -> None:
+    print("\n== issue 13 goals, as measured here (facts, not assertions)")
+    for line, met in lines:
+        print(f"   {'PASS' if met else 'MISS'}  {line}")
+
+
 def _vector_features() -> str:
     """The CPU's vector extensions that decide int8/bf16 speed (VNNI and AMX roughly double int8)."""
     from shared.model.runtime.devices import cpu_features
@@ -213,69 +510,135 @@ def _vector_features() -> str:
     return "vector extensions: " + (", ".join(found) or "none of " + ", ".join(wanted))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
-    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--height", type=int, nargs="+", default=[720], help="clip heights (16:9), e.g. 720 1080")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sequence-length", type=int, default=20)
     parser.add_argument("--faces", type=int, choices=(1, 2), default=1, help="people on screen")
     parser.add_argument("--fp32-minutes", type=float, default=1.0, help="clip length of the fp32 comparison run")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "deepfake-bench")
+    parser.add_argument("--detector-weights", type=Path, default=None,
+                        help="a RetinaFace file to use instead of weights/'s ONNX (which needs OpenVINO to read)")
+    parser.add_argument("--json-out", type=Path, default=None, help="write the GPU figures here as JSON")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `deepfake analyze` flags")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    width = args.height * 16 // 9
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    weights_dir = args.workdir / "weights"
-    make_weights(weights_dir, sequence_length=args.sequence_length)
-    detector = install_detector(weights_dir)
+
+def clip_path(args: argparse.Namespace, *, minutes: float, height: int) -> Path:
+    return args.workdir / f"faces{args.faces}-{minutes:g}min-{height}p.mp4"
+
+
+Results = dict[tuple[int, float, str], tuple[dict, float, float, float]]
+
+
+def run_clips(args: argparse.Namespace, *, weights_dir: Path) -> tuple[Results, list[ClipFigures]]:
+    """`analyze` on every clip (auto, and fp32 on the comparison length); on a GPU each stage alone too."""
     common = ["--device", args.device, "--sequence-length", str(args.sequence_length), *args.extra]
-    print(f"CPU: {os.cpu_count()} logical cores, {_vector_features()}; "
-          f"clips {width}x{args.height} h264 30 fps, {args.faces} face(s), detector {detector}")
+    results: Results = {}
+    clips: list[ClipFigures] = []
+    for height in args.height:
+        for minutes in args.minutes:
+            clip = make_clip(clip_path(args, minutes=minutes, height=height), minutes=minutes,
+                             width=height * 16 // 9, height=height, faces=args.faces)
+            for precision in ["auto"] + (["fp32"] if minutes == args.fp32_minutes else []):
+                with GpuSampler(enabled=args.device != "cpu") as gpu:
+                    results[(height, minutes, precision)] = run_analyze(clip, weights_dir=weights_dir,
+                                                                        extra=[*common, "--precision", precision])
+                report(f"{height}p {minutes:g} min, --precision {precision}", *results[(height, minutes, precision)])
+                if args.device != "cpu" and precision == "auto":
+                    result, _wall, peak, _anon = results[(height, minutes, precision)]
+                    stages = measure_stages(clip, device=args.device, weights_dir=weights_dir,
+                                            sequence_length=args.sequence_length,
+                                            batch_size=result["params"]["batch_size"])
+                    clips.append(ClipFigures(height, minutes, stages, end_to_end_figures(result, peak, gpu)))
+    return results, clips
 
-    results: dict[tuple[float, str], tuple[dict, float, float]] = {}
-    for minutes in args.minutes:
-        clip = make_clip(args.workdir / f"faces{args.faces}-{minutes:g}min-{args.height}p.mp4", minutes=minutes,
-                         width=width, height=args.height, faces=args.faces)
-        runs = ["auto"] + (["fp32"] if minutes == args.fp32_minutes else [])
-        for precision in runs:
-            results[(minutes, precision)] = run_analyze(clip, weights_dir=weights_dir,
-                                                        extra=[*common, "--precision", precision])
-            report(f"{minutes:g} min, --precision {precision}", *results[(minutes, precision)])
 
-    print("\n== summary")
-    if args.device == "cpu":
-        cores = os.cpu_count() or 1
-        for (minutes, precision), (result, *_rest) in results.items():
-            alone = trunk_alone(weights_dir=weights_dir, sequence_length=args.sequence_length,
-                                precision=precision, batch_size=result["params"]["batch_size"])
-            ratio = crops_per_s(result) / alone["crops_per_s"]
-            print(f"   {minutes:g} min --precision {precision}: trunk alone {alone['crops_per_s']:.1f} crops/s "
-                  f"({alone['precision']}, {alone['backend']}); end to end {crops_per_s(result):.1f} crops/s "
-                  f"= ×{ratio:.2f} of the trunk alone")
-            clip = args.workdir / f"faces{args.faces}-{minutes:g}min-{args.height}p.mp4"
-            stage = producer_alone(clip, weights_dir=weights_dir)
-            # The ceiling: producer (one core-second per `1/frames_per_s` frames) and trunk (all cores)
-            # overlapping perfectly, each frame costing both stages' core time and nothing else.
-            trunk_core_s = cores / alone["crops_per_s"] * stage["crops_per_frame"]
-            producer_core_s = 1.0 / stage["frames_per_s"]
-            ceiling = trunk_core_s / (trunk_core_s + producer_core_s)
-            print(f"      decode → detect → crop alone on one core: {stage['frames_per_s']:.1f} frames/s; "
-                  f"ceiling with perfect overlap on {cores} cores: ×{ceiling:.2f} of the trunk alone; "
-                  f"achieved {ratio / ceiling:.0%} of that ceiling")
-    if (args.fp32_minutes, "fp32") in results and (args.fp32_minutes, "auto") in results:
-        auto, fp32 = results[(args.fp32_minutes, "auto")][0], results[(args.fp32_minutes, "fp32")][0]
+def summarize_cpu(args: argparse.Namespace, results: Results, *, weights_dir: Path) -> None:
+    """Trunk alone and producer alone against end to end: how much of the CNN's speed reaches the user."""
+    cores = os.cpu_count() or 1
+    for (height, minutes, precision), (result, *_rest) in results.items():
+        alone = trunk_alone(weights_dir=weights_dir, sequence_length=args.sequence_length,
+                            precision=precision, batch_size=result["params"]["batch_size"])
+        ratio = crops_per_s(result) / alone["crops_per_s"]
+        print(f"   {height}p {minutes:g} min --precision {precision}: trunk alone {alone['crops_per_s']:.1f} crops/s "
+              f"({alone['precision']}, {alone['backend']}); end to end {crops_per_s(result):.1f} crops/s "
+              f"= ×{ratio:.2f} of the trunk alone")
+        stage = producer_alone(clip_path(args, minutes=minutes, height=height), weights_dir=weights_dir)
+        # The ceiling: producer (one core-second per `1/frames_per_s` frames) and trunk (all cores)
+        # overlapping perfectly, each frame costing both stages' core time and nothing else.
+        trunk_core_s = cores / alone["crops_per_s"] * stage["crops_per_frame"]
+        producer_core_s = 1.0 / stage["frames_per_s"]
+        ceiling = trunk_core_s / (trunk_core_s + producer_core_s)
+        print(f"      decode → detect → crop alone on one core: {stage['frames_per_s']:.1f} frames/s; "
+              f"ceiling with perfect overlap on {cores} cores: ×{ceiling:.2f} of the trunk alone; "
+              f"achieved {ratio / ceiling:.0%} of that ceiling")
+
+
+def summarize_fp32(args: argparse.Namespace, results: Results) -> dict[int, float]:
+    """auto against fp32 on the comparison clip of each height: speed, and max |Δp| (returned)."""
+    deltas: dict[int, float] = {}
+    for height in args.height:
+        pair = [results.get((height, args.fp32_minutes, p)) for p in ("auto", "fp32")]
+        if None in pair:
+            continue
+        auto, fp32 = pair[0][0], pair[1][0]
         speed = [r["frames_analyzed"] / (r["timings"]["total_s"] - r["timings"].get("load_s", 0.0))
                  for r in (auto, fp32)]
-        print(f"   auto vs fp32 ({args.fp32_minutes:g} min): {speed[0]:.1f} vs {speed[1]:.1f} frames/s "
-              f"(×{speed[0] / speed[1]:.2f}); max |Δp| over windows {max_delta(auto, fp32):.5f}")
-    if len(args.minutes) >= 2:
-        short, long = (results[(m, "auto")] for m in (min(args.minutes), max(args.minutes)))
-        print(f"   peak RSS {max(args.minutes):g} min / {min(args.minutes):g} min: "
+        deltas[height] = max_delta(auto, fp32)
+        print(f"   {height}p auto vs fp32 ({args.fp32_minutes:g} min): {speed[0]:.1f} vs {speed[1]:.1f} frames/s "
+              f"(×{speed[0] / speed[1]:.2f}); max |Δp| over windows {deltas[height]:.5f}")
+    return deltas
+
+
+def summarize_rss(args: argparse.Namespace, results: Results) -> None:
+    """Peak memory of the longest clip over the shortest: flat when the pipeline streams."""
+    if len(args.minutes) < 2:
+        return
+    for height in args.height:
+        short, long = (results[(height, m, "auto")] for m in (min(args.minutes), max(args.minutes)))
+        print(f"   {height}p peak RSS {max(args.minutes):g} min / {min(args.minutes):g} min: "
               f"{long[2]:.0f} / {short[2]:.0f} MiB = ×{long[2] / short[2]:.2f}; anonymous "
               f"{long[3]:.0f} / {short[3]:.0f} MiB = ×{long[3] / short[3]:.2f}")
 
 
+def summarize_gpu(args: argparse.Namespace, clips: list[ClipFigures], deltas: dict[int, float]) -> None:
+    for clip in clips:
+        print_clip(clip)
+    goals = goal_lines(clips, deltas)
+    print_goals(goals)
+    if args.json_out is not None:
+        figures = {"device": args.device, "clips": [c.figures() for c in clips],
+                   "delta_p_vs_fp32": {str(h): d for h, d in deltas.items()},
+                   "goals": [{"line": line, "met": met} for line, met in goals]}
+        args.json_out.write_text(json.dumps(figures, indent=2))
+        print(f"\n   figures written to {args.json_out}")
+
+
+def main() -> None:
+    args = parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    weights_dir = args.workdir / "weights"
+    make_weights(weights_dir, sequence_length=args.sequence_length)
+    detector = install_detector(weights_dir, source=args.detector_weights)
+    sizes = ", ".join(f"{h * 16 // 9}x{h}" for h in args.height)
+    print(f"CPU: {os.cpu_count()} logical cores, {_vector_features()}; "
+          f"clips {sizes} h264 30 fps, {args.faces} face(s), detector {detector}")
+
+    results, clips = run_clips(args, weights_dir=weights_dir)
+    print("\n== summary")
+    if args.device == "cpu":
+        summarize_cpu(args, results, weights_dir=weights_dir)
+    deltas = summarize_fp32(args, results)
+    summarize_rss(args, results)
+    if args.device != "cpu":
+        summarize_gpu(args, clips, deltas)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--stage"]:  # one stage alone, in this fresh process (see `stage_alone`)
+        print(json.dumps(STAGES[sys.argv[2]](*sys.argv[3:])))
+    else:
+        main()
