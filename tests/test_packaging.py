@@ -22,6 +22,7 @@ LOCKS = {
     "web.txt": ("web",),
     "engine.txt": ("worker",),
     "serve.txt": ("serve",),
+    "gpu.txt": ("gpu",),
     "dev.txt": ("dev",),
 }
 
