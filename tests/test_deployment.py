@@ -170,6 +170,14 @@ def test_the_worker_image_carries_the_default_face_detector():
     assert 'ENTRYPOINT ["deepfake-worker-entrypoint"]' in text
 
 
+def test_the_worker_image_can_decode_on_a_gpu():
+    """torchcodec (requirements/gpu.txt) with the system FFmpeg libraries it loads: without either a
+    CUDA worker silently decodes every video on its CPU."""
+    text = (REPO_ROOT / "Dockerfile.worker").read_text()
+    assert "pip install --no-cache-dir -r requirements/gpu.txt" in text
+    assert "libavdevice59" in text  # pulls libavcodec, libavformat, libavfilter, libavutil, libswscale
+
+
 def test_the_entrypoint_adds_the_image_detector_to_mounted_seed_checkpoints(tmp_path):
     image, mounted, merged = (tmp_path / name for name in ("image", "mounted", "merged"))
     for folder in (image, mounted, merged):
