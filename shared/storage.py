@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Protocol
 
+from shared.errors import EngineError
 from shared.files import write_atomically
 from shared.settings import Settings
 
@@ -37,8 +38,26 @@ class StoredFileMissingError(FileNotFoundError):
     """The store has no file under this key."""
 
 
+# The service's answers for a missing object (a HEAD request has no body, so only its status).
+MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# Refusals only an operator can fix (wrong bucket, endpoint, region or credentials): retrying them
+# would bounce a job forever, so they fail it. Any HTTP 403 counts too (a HEAD's 403 has no code).
+REFUSED_CODES = frozenset({
+    "AccessDenied", "AccountProblem", "AllAccessDisabled", "AuthorizationHeaderMalformed", "InvalidAccessKeyId",
+    "InvalidBucketName", "InvalidToken", "NoSuchBucket", "NotSignedUp", "PermanentRedirect", "SignatureDoesNotMatch",
+})
+
+
 class StorageUnavailableError(Exception):
-    """The object store did not answer or refused the request: transient, the job is retried."""
+    """The object store did not answer, or failed in a way that passes (throttling, 5xx, network):
+    transient, the job is retried."""
+
+
+class StorageRefusedError(EngineError):
+    """The object store refused the request for good (missing bucket, denied access, wrong credentials):
+    the job fails rather than retrying what only an operator can fix."""
+
+    code = "storage_refused"
 
 
 class StorageConfigError(ValueError):
@@ -172,7 +191,7 @@ class S3Store:
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
         os.close(handle)
         try:
-            with _remote_errors(key):
+            with self._object_errors(key):
                 self.client.download_file(self.bucket, self.object_key(key), tmp)
             os.replace(tmp, path)
         finally:
@@ -182,7 +201,7 @@ class S3Store:
     def exists(self, key: str) -> bool:
         """Whether the bucket holds `key` (a local copy alone does not count)."""
         try:
-            with _remote_errors(key):
+            with self._object_errors(key):
                 self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
         except StoredFileMissingError:
             return False
@@ -214,21 +233,61 @@ class S3Store:
                     found.append(StoredObject(key=item["Key"][len(self.prefix):], modified=item["LastModified"]))
         return found
 
+    @contextmanager
+    def _object_errors(self, key: str) -> Iterator[None]:
+        """As `_remote_errors`, for a read of one object: a HEAD answers a bare 404 whether the object
+        or the whole bucket is missing, so a miss asks about the bucket before it counts as a miss."""
+        try:
+            with _remote_errors(key):
+                yield
+        except StoredFileMissingError:
+            try:
+                with _remote_errors(key):
+                    self.client.head_bucket(Bucket=self.bucket)
+            except StoredFileMissingError:
+                raise StorageRefusedError(_refusal(key, code="NoSuchBucket", detail="the bucket does not exist")) from None
+            raise
+
 
 @contextmanager
 def _remote_errors(key: str) -> Iterator[None]:
-    """botocore's errors as ours: a missing object is StoredFileMissingError, anything else from the
-    service or the network StorageUnavailableError (retried by the worker, 503 on the web)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    """botocore's errors as ours: a missing object is StoredFileMissingError; a refusal retrying cannot
+    fix StorageRefusedError (the job fails, 500 on the web); anything else from the service or the
+    network StorageUnavailableError (retried by the worker, 503 on the web)."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError, ParamValidationError,
+                                     PartialCredentialsError)
 
     try:
         yield
+    except S3UploadFailedError as exc:  # upload_file's wrapper around the service's ClientError
+        cause = exc.__context__
+        raise (_service_error(key, cause) if isinstance(cause, ClientError)
+               else StorageUnavailableError(f"object storage failed on {key!r}: {exc}")) from exc
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            raise StoredFileMissingError(key) from None
-        raise StorageUnavailableError(f"object storage refused {key!r}: {exc}") from exc
+        raise _service_error(key, exc) from exc
+    except (NoCredentialsError, PartialCredentialsError, ParamValidationError) as exc:
+        # Raised before any request is sent: no usable credentials, or a bucket name S3 cannot have.
+        raise StorageRefusedError(_refusal(key, code=type(exc).__name__, detail=" ".join(str(exc).split()))) from exc
     except BotoCoreError as exc:
         raise StorageUnavailableError(f"object storage unreachable for {key!r}: {exc}") from exc
+
+
+def _service_error(key: str, exc: Any) -> Exception:
+    """The error of ours for the service's answer (a botocore ClientError)."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    if code in MISSING_OBJECT_CODES:
+        return StoredFileMissingError(key)
+    if code in REFUSED_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+        return StorageRefusedError(_refusal(key, code=code, detail=str(error.get("Message", ""))))
+    return StorageUnavailableError(f"object storage failed on {key!r}: {exc}")
+
+
+def _refusal(key: str, *, code: str, detail: str) -> str:
+    """What an operator needs (never a credential: the service's code and message carry none)."""
+    return (f"object storage refused {key!r} with {code or 'no error code'} ({detail or 'no message'}); "
+            "retrying will not help: check S3_BUCKET, S3_ENDPOINT_URL and the credentials")
 
 
 class StoreFolder:

@@ -30,8 +30,9 @@ HTTP_CODES = {
     500: "internal_error",
     503: "unavailable",
 }
-# Engine error codes whose HTTP status is not 422 (the default for an unusable input).
-ENGINE_STATUS = {"not_a_video": 415, "unsupported_format": 415}
+# Engine error codes whose HTTP status is not 422 (the default for an unusable input). A storage
+# refusal (shared.storage.StorageRefusedError) is the server's misconfiguration, not the client's.
+ENGINE_STATUS = {"not_a_video": 415, "unsupported_format": 415, "storage_refused": 500}
 # The database is unreachable or refused the work (DB-API OperationalError: lost connection, refused
 # connection, server shutting down; InterfaceError: a closed connection; or no pooled connection in
 # time): retryable, so 503 with Retry-After rather than 500.
@@ -122,7 +123,10 @@ def _handle_api_error(exc: ApiError) -> Response:
 
 
 def _handle_engine_error(exc: EngineError) -> Response:
-    return error_response(ENGINE_STATUS.get(exc.code, 422), exc.code, exc.message)
+    status = ENGINE_STATUS.get(exc.code, 422)
+    if status >= 500:  # the server's fault: the operator must hear of it
+        log.error("%s on %s %s: %s", exc.code, request.method, request.path, exc.message)
+    return error_response(status, exc.code, exc.message)
 
 
 def _handle_database_unavailable(exc: Exception) -> Response:
