@@ -43,14 +43,9 @@ PHOTOS = {1: ("astronaut",), 2: ("astronaut", "grace_hopper")}
 
 def make_clip(path: Path, *, minutes: float, width: int, height: int, faces: int = 1, base_seconds: int = 10) -> Path:
     """A base clip of real faces, looped (stream copy) to the wanted length."""
-    from tests.media import make_face_clip
-
     if path.exists():
         return path
-    base = path.with_name(f"base-{width}x{height}-{faces}faces.mp4")
-    if not base.exists():
-        make_face_clip(base, seconds=base_seconds, fps=30, width=width, height=height,
-                       photos=PHOTOS[faces], extra_args=("-preset", "veryfast", "-crf", "23"))
+    base = make_base_clip(path.parent, width=width, height=height, faces=faces, base_seconds=base_seconds)
     loops = max(0, int(round(minutes * 60 / base_seconds)) - 1)
     if shutil.which("ffmpeg"):
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(base), "-c", "copy",
@@ -58,6 +53,17 @@ def make_clip(path: Path, *, minutes: float, width: int, height: int, faces: int
     else:  # a bare GPU machine has no ffmpeg program, only PyAV's libraries
         _loop_copy(base, path, repeats=loops + 1)
     return path
+
+
+def make_base_clip(directory: Path, *, width: int, height: int, faces: int = 1, base_seconds: int = 10) -> Path:
+    """The clip every length is looped from (made with the ffmpeg program; bench/gpu_check.sh carries it)."""
+    from tests.media import make_face_clip
+
+    base = directory / f"base-{width}x{height}-{faces}faces.mp4"
+    if not base.exists():
+        make_face_clip(base, seconds=base_seconds, fps=30, width=width, height=height,
+                       photos=PHOTOS[faces], extra_args=("-preset", "veryfast", "-crf", "23"))
+    return base
 
 
 def _loop_copy(base: Path, path: Path, *, repeats: int) -> None:
@@ -470,12 +476,14 @@ def print_clip(clip: ClipFigures) -> None:
     d = s["detect"]
     print(f"   detect alone   {d['name']} {d['precision']}, batch {d['batch']}, frames on the device: {_rate(d)} "
           f"({d['faces_per_frame']:.2f} faces/frame)")
-    print(f"   embed alone    trunk {s['embed']['precision']} ({s['embed']['backend']}): {_rate(s['embed'], 'crops/s')}")
+    embed = s["embed"]
+    print(f"   embed alone    trunk {embed['precision']} ({embed['backend']}): {_rate(embed, 'crops/s')}")
     print(f"   end to end     {e['frames_per_s']:.0f} frames/s with the model loaded, decoder {e['decoder']}, "
           f"precision {e['precision']}")
-    print(f"   GPU            utilisation mean {_or_unavailable(e['gpu_util_mean'], '{:.0f}%')}, max "
-          f"{_or_unavailable(e['gpu_util_max'], '{:.0f}%')}; peak memory used {_or_unavailable(e['gpu_mem_peak_mib'], '{:.0f} MiB')} "
-          f"(whole GPU); peak host RSS {e['rss_peak_mib']:.0f} MiB")
+    util = [_or_unavailable(e[k], "{:.0f}%") for k in ("gpu_util_mean", "gpu_util_max")]
+    memory = _or_unavailable(e["gpu_mem_peak_mib"], "{:.0f} MiB")
+    print(f"   GPU            utilisation mean {util[0]}, max {util[1]}; peak memory used {memory} (whole GPU); "
+          f"peak host RSS {e['rss_peak_mib']:.0f} MiB")
 
 
 def goal_lines(clips: list[ClipFigures], deltas: dict[int, float]) -> list[tuple[str, bool]]:
