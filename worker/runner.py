@@ -15,7 +15,7 @@ from shared.db import jobs, retention, reuse
 from shared.db.artifacts import remove_attempt, write_artifacts
 from shared.db.models import Job
 from shared.errors import AnalysisCancelled, EngineError, InputError, VideoNotFoundError
-from shared.storage import ARTIFACTS, CHECKPOINTS, UPLOADS, StoredFileMissingError, StoreFolder
+from shared.storage import ARTIFACTS, CHECKPOINTS, UPLOADS, StoredFileMissingError, StoreFolder, StorageRefusedError
 from worker.context import WorkerContext
 from worker.progress import TRANSIENT_ERRORS, ProgressReporter
 from worker.webhooks import announce_ended
@@ -69,7 +69,7 @@ def _drop_checkpoints(job: Job, *, context: WorkerContext) -> None:
     """An ended job's feature recording is of no more use (a transient retry or a superseded attempt keeps it)."""
     try:
         context.store.delete_prefix(f"{CHECKPOINTS}/{job.id}")
-    except (OSError, *TRANSIENT_ERRORS) as exc:
+    except (OSError, StorageRefusedError, *TRANSIENT_ERRORS) as exc:
         log.warning("job %s: its resume checkpoints were not removed: %s", job.id, exc)
 
 
@@ -187,6 +187,9 @@ def _complete(job: Job, *, context: WorkerContext, result: dict, stored: list, k
     except TRANSIENT_ERRORS as exc:
         _discard_attempt(job, context=context)
         return handle_transient(job, context=context, error=exc)
+    except StorageRefusedError as exc:  # the store refuses the writes (a policy, a bucket): retrying cannot help
+        _discard_attempt(job, context=context)
+        return handle_failure(job, context=context, code=exc.code, message=exc.message)
     if not done:
         _discard_attempt(job, context=context)
         log.warning("job %s: finished elsewhere while attempt %d ran; result dropped", job.id, job.attempts)
@@ -240,7 +243,7 @@ def sweep_expired_uploads(*, context: WorkerContext) -> None:
             removed = retention.sweep_uploads(session=session, store=context.store,
                                               keep_days=settings.upload_retention_days,
                                               failed_batch_keep_days=settings.failed_batch_upload_retention_days)
-    except (OSError, *TRANSIENT_ERRORS) as exc:
+    except (OSError, StorageRefusedError, *TRANSIENT_ERRORS) as exc:
         log.warning("upload retention sweep skipped: %s", exc)
         return
     if removed:
@@ -255,7 +258,7 @@ def _sweep_results(*, context: WorkerContext) -> None:
         with context.session_factory() as session:
             removed = retention.sweep_results(session=session, store=context.store,
                                               keep_days=context.settings.result_retention_days)
-    except (OSError, *TRANSIENT_ERRORS) as exc:
+    except (OSError, StorageRefusedError, *TRANSIENT_ERRORS) as exc:
         log.warning("result retention sweep skipped: %s", exc)
         return
     if removed:
@@ -267,7 +270,7 @@ def _discard_attempt(job: Job, *, context: WorkerContext) -> None:
     remove_attempt(artifacts_dir=context.settings.artifacts_dir, job_id=job.id, attempt=job.attempts)
     try:
         context.store.delete_prefix(f"{ARTIFACTS}/{job.id}/{job.attempts}")
-    except TRANSIENT_ERRORS:
+    except (StorageRefusedError, *TRANSIENT_ERRORS):
         log.warning("job %s: attempt %d's artifacts left in the store", job.id, job.attempts)
 
 
