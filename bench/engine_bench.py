@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -266,6 +267,7 @@ GOAL_DELTA_P = 0.01  # |Δp| of any window against the fp32 run
 GOAL_RSS_BYTES = 3e9  # peak host RSS of the analysing process
 DETECT_FRAMES = 256  # frames the detector is timed on: several of its batches, a few seconds of video
 TIMED_PASSES = 3  # best of: the first pass after warm-up can still meet lazy initialisation
+FALLBACK_BATCH = 32  # the trunk's batch when `analyze` failed and reported none (AnalysisOptions' default)
 
 
 def _decode_batch(info) -> int:
@@ -358,7 +360,7 @@ def stage_alone(name: str, *args: str) -> dict:
 
 class GpuSampler:
     """GPU utilisation (%) and memory used (MiB) every 200 ms while in the `with` block: nvidia-smi in a
-    child process, else NVML in a thread, else `available` is False. Whole-GPU figures, not per process."""
+    child process, else NVML in a thread, else no samples ("unavailable"). Whole-GPU figures, not per process."""
 
     QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "200"]
 
@@ -443,12 +445,26 @@ class ClipFigures:
 
 
 def measure_stages(clip: Path, *, device: str, weights_dir: Path, sequence_length: int, batch_size: int) -> dict:
-    """Decode, detect and embed alone, each in its own process."""
-    return {"decode_pyav": stage_alone("decode-pyav", str(clip)),
-            "decode_nvdec": stage_alone("decode-nvdec", str(clip), device),
-            "detect": stage_alone("detect", str(clip), device, str(weights_dir)),
-            "embed": trunk_alone(weights_dir=weights_dir, sequence_length=sequence_length, precision="auto",
-                                 batch_size=batch_size, device=device)}
+    """Decode, detect and embed alone, each in its own process; one that fails is recorded as skipped."""
+    return {"decode_pyav": _tolerant(lambda: stage_alone("decode-pyav", str(clip))),
+            "decode_nvdec": _tolerant(lambda: stage_alone("decode-nvdec", str(clip), device)),
+            "detect": _tolerant(lambda: stage_alone("detect", str(clip), device, str(weights_dir))),
+            "embed": _tolerant(lambda: trunk_alone(weights_dir=weights_dir, sequence_length=sequence_length,
+                                                   precision="auto", batch_size=batch_size, device=device))}
+
+
+def _tolerant(measure: Callable[[], dict]) -> dict:
+    """A GPU path measured for the first time may fail: the figure says so and the others still come."""
+    try:
+        return measure()
+    except SystemExit as exc:
+        print(f"\n   (a stage alone failed) {exc}", file=sys.stderr)  # the whole traceback, for the log
+        return {"skipped": "failed: " + _last_line(str(exc))}
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
 
 
 def end_to_end_figures(result: dict, peak_mb: float, gpu: GpuSampler) -> dict:
@@ -474,10 +490,15 @@ def print_clip(clip: ClipFigures) -> None:
     print(f"   decode alone   PyAV on the CPU, all cores: {_rate(s['decode_pyav'])}")
     print(f"                  NVDEC (torchcodec, DeviceVideoReader): {_rate(s['decode_nvdec'])}")
     d = s["detect"]
-    print(f"   detect alone   {d['name']} {d['precision']}, batch {d['batch']}, frames on the device: {_rate(d)} "
-          f"({d['faces_per_frame']:.2f} faces/frame)")
+    what = "" if "skipped" in d else f"{d['name']} {d['precision']}, batch {d['batch']}, frames on the device: "
+    faces = "" if "skipped" in d else f" ({d['faces_per_frame']:.2f} faces/frame)"
+    print(f"   detect alone   {what}{_rate(d)}{faces}")
     embed = s["embed"]
-    print(f"   embed alone    trunk {embed['precision']} ({embed['backend']}): {_rate(embed, 'crops/s')}")
+    what = "" if "skipped" in embed else f"trunk {embed['precision']} ({embed['backend']}): "
+    print(f"   embed alone    {what}{_rate(embed, 'crops/s')}")
+    if "failed" in e:
+        print(f"   end to end     failed: {e['failed']}")
+        return
     print(f"   end to end     {e['frames_per_s']:.0f} frames/s with the model loaded, decoder {e['decoder']}, "
           f"precision {e['precision']}")
     util = [_or_unavailable(e[k], "{:.0f}%") for k in ("gpu_util_mean", "gpu_util_max")]
@@ -490,6 +511,9 @@ def goal_lines(clips: list[ClipFigures], deltas: dict[int, float]) -> list[tuple
     """Issue 13's goals against what was measured: (line, met)."""
     lines = []
     for clip in clips:
+        if "failed" in clip.end_to_end:
+            lines.append((f"{clip.height}p h264 {clip.minutes:g} min: `analyze` failed, nothing measured", False))
+            continue
         goal = GOAL_FPS.get(clip.height)
         if goal is not None:
             fps = clip.end_to_end["frames_per_s"]
@@ -543,7 +567,6 @@ Results = dict[tuple[int, float, str], tuple[dict, float, float, float]]
 
 def run_clips(args: argparse.Namespace, *, weights_dir: Path) -> tuple[Results, list[ClipFigures]]:
     """`analyze` on every clip (auto, and fp32 on the comparison length); on a GPU each stage alone too."""
-    common = ["--device", args.device, "--sequence-length", str(args.sequence_length), *args.extra]
     results: Results = {}
     clips: list[ClipFigures] = []
     for height in args.height:
@@ -551,17 +574,34 @@ def run_clips(args: argparse.Namespace, *, weights_dir: Path) -> tuple[Results, 
             clip = make_clip(clip_path(args, minutes=minutes, height=height), minutes=minutes,
                              width=height * 16 // 9, height=height, faces=args.faces)
             for precision in ["auto"] + (["fp32"] if minutes == args.fp32_minutes else []):
-                with GpuSampler(enabled=args.device != "cpu") as gpu:
-                    results[(height, minutes, precision)] = run_analyze(clip, weights_dir=weights_dir,
-                                                                        extra=[*common, "--precision", precision])
-                report(f"{height}p {minutes:g} min, --precision {precision}", *results[(height, minutes, precision)])
+                end_to_end = analyze_clip(args, clip, key=(height, minutes, precision), results=results,
+                                          weights_dir=weights_dir)
                 if args.device != "cpu" and precision == "auto":
-                    result, _wall, peak, _anon = results[(height, minutes, precision)]
+                    done = results.get((height, minutes, precision))
+                    batch = done[0]["params"]["batch_size"] if done else FALLBACK_BATCH
                     stages = measure_stages(clip, device=args.device, weights_dir=weights_dir,
-                                            sequence_length=args.sequence_length,
-                                            batch_size=result["params"]["batch_size"])
-                    clips.append(ClipFigures(height, minutes, stages, end_to_end_figures(result, peak, gpu)))
+                                            sequence_length=args.sequence_length, batch_size=batch)
+                    clips.append(ClipFigures(height, minutes, stages, end_to_end))
     return results, clips
+
+
+def analyze_clip(args: argparse.Namespace, clip: Path, *, key: tuple[int, float, str], results: Results,
+                 weights_dir: Path) -> dict:
+    """One `analyze` run into `results`, and its end-to-end GPU figures. On a GPU a failed run is
+    recorded ({"failed": why}) and the bench goes on to the stages alone; on the CPU it ends the bench."""
+    height, minutes, precision = key
+    extra = ["--device", args.device, "--sequence-length", str(args.sequence_length), *args.extra,
+             "--precision", precision]
+    try:
+        with GpuSampler(enabled=args.device != "cpu") as gpu:
+            results[key] = run_analyze(clip, weights_dir=weights_dir, extra=extra)
+    except SystemExit as exc:
+        if args.device == "cpu":
+            raise
+        print(f"\n== {height}p {minutes:g} min, --precision {precision}: {exc}")
+        return {"failed": _last_line(str(exc))}
+    report(f"{height}p {minutes:g} min, --precision {precision}", *results[key])
+    return end_to_end_figures(results[key][0], results[key][2], gpu)
 
 
 def summarize_cpu(args: argparse.Namespace, results: Results, *, weights_dir: Path) -> None:
@@ -606,7 +646,10 @@ def summarize_rss(args: argparse.Namespace, results: Results) -> None:
     if len(args.minutes) < 2:
         return
     for height in args.height:
-        short, long = (results[(height, m, "auto")] for m in (min(args.minutes), max(args.minutes)))
+        pair = [results.get((height, m, "auto")) for m in (min(args.minutes), max(args.minutes))]
+        if None in pair:
+            continue
+        short, long = pair
         print(f"   {height}p peak RSS {max(args.minutes):g} min / {min(args.minutes):g} min: "
               f"{long[2]:.0f} / {short[2]:.0f} MiB = ×{long[2] / short[2]:.2f}; anonymous "
               f"{long[3]:.0f} / {short[3]:.0f} MiB = ×{long[3] / short[3]:.2f}")

@@ -18,6 +18,8 @@ DETECTOR=$ASSETS/retinaface-mobilenet0.25-from-onnx.pth
 WORKDIR=/tmp/deepfake-bench
 CARRY_LIMIT_MIB=64
 PINS=(av==18.1.0 torchcodec==0.17.0)   # av as requirements/service.txt; torchcodec 0.17.0+cu130 as on this checkout
+# torchcodec's README gives "torch >= 2.11" up to 0.16 and no row yet for 0.17; that machine has torch 2.11.0.
+FALLBACK_PIN=torchcodec==0.16.0
 NVC_PIN=pynvvideocodec==2.2.4
 # The GPU machine's python3 is 3.12 (KINDS.md); these are pip's tags for its manylinux x86-64.
 PLATFORMS=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
@@ -38,6 +40,8 @@ prepare() {
         git check-ignore -q "$folder" || { echo "$folder is not ignored by git: it would travel uncarried"; return 1; }
     done
     "$python" -m pip download -q --no-deps --only-binary=:all: "${PLATFORMS[@]}" -d "$WHEELS" "${PINS[@]}" || return 1
+    "$python" -m pip download -q --no-deps --only-binary=:all: "${PLATFORMS[@]}" -d "$WHEELS/fallback" "$FALLBACK_PIN" \
+        || return 1
     "$python" -m pip download -q --no-deps --only-binary=:all: "${PLATFORMS[@]}" -d "$NVC_WHEELS" "$NVC_PIN" || return 1
     # The ONNX RetinaFace is read through OpenVINO, which that machine lacks: carry its torch state dict.
     [ -f "$DETECTOR" ] || "$python" -c "import sys, torch; from shared.model.faces import onnx_import
@@ -210,7 +214,7 @@ engine_bench() {
     [ "${GPU_CHECK_LONG:-0}" = 1 ] && minutes=(1 10)
     step "c: engine_bench --device cuda, 720p and 1080p h264, ${minutes[*]} min"
     mkdir -p "$WORKDIR"
-    cp -n "$ASSETS"/base-*.mp4 "$WORKDIR"/
+    cp "$ASSETS"/base-*.mp4 "$WORKDIR"/
     timeout "${GPU_CHECK_BENCH_S:-300}" python3 bench/engine_bench.py --device cuda --height 720 1080 \
         --minutes "${minutes[@]}" --fp32-minutes 1 --workdir "$WORKDIR" --detector-weights "$DETECTOR" \
         --json-out "$OUT/figures.json"
@@ -222,6 +226,7 @@ run() {
     install_wheels "$WHEELS" /tmp/site || { echo "wheels did not install"; return 1; }
     export PYTHONPATH="/tmp/site:$PWD"
     ffmpeg_for_torchcodec
+    python3 -c "import torchcodec.decoders" || { echo "trying $FALLBACK_PIN"; install_wheels "$WHEELS/fallback" /tmp/site; }
     check_decoders
     cuda_tests; local tests=$?
     engine_bench; local bench=$?
