@@ -488,7 +488,10 @@ def print_clip(clip: ClipFigures) -> None:
     s, e = clip.stages, clip.end_to_end
     print(f"\n== GPU stages, {clip.height}p h264, {clip.minutes:g} min")
     print(f"   decode alone   PyAV on the CPU, all cores: {_rate(s['decode_pyav'])}")
-    print(f"                  NVDEC (torchcodec, DeviceVideoReader): {_rate(s['decode_nvdec'])}")
+    nvdec = s["decode_nvdec"]
+    fell_back = "" if nvdec.get("decoder", "nvdec") == "nvdec" else \
+        f" (decoded by {nvdec['decoder']}: {nvdec['fallback']})"
+    print(f"                  NVDEC (torchcodec, DeviceVideoReader): {_rate(nvdec)}{fell_back}")
     d = s["detect"]
     what = "" if "skipped" in d else f"{d['name']} {d['precision']}, batch {d['batch']}, frames on the device: "
     faces = "" if "skipped" in d else f" ({d['faces_per_frame']:.2f} faces/frame)"
