@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from cli.busy import ServiceBusyError, busy_error, send_patiently
-from cli.client import ENGINE_FLAGS, SERVER_ENV, ApiClient, MultipartFile, resolve_server
+from cli.busy import ServiceBusyError, send_patiently
+from cli.client import (ENGINE_FLAGS, SERVER_ENV, ApiClient, ServiceError, ServiceTimeoutError,
+                        ServiceUnreachableError, add_api_key_flag, resolve_server)
 from cli.errors import EXIT_FAILURE, EXIT_INPUT, CommandError
 from shared.options import DEVICES
 
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "file was analysed, 1 when any failed, 2 for a usage error.")
     parser.add_argument("source", type=Path, help="a folder of videos, or a .csv list (first column: path)")
     parser.add_argument("--server", help=f"service URL (default ${SERVER_ENV}); without either, analyse here")
+    add_api_key_flag(parser)
     parser.add_argument("--recursive", action="store_true", help="also take the videos of sub-folders")
     parser.add_argument("--output", type=Path, help="the CSV report (default batch-results-<UTC time>.csv)")
     parser.add_argument("--json-output", type=Path, help="also write the report as JSON here")
@@ -73,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Collect the files, analyse them here or on the service, write the report, print the summary."""
-    raw_server = args.server or os.environ.get(SERVER_ENV)
+    raw_server = (args.server or os.environ.get(SERVER_ENV) or "").strip()
     _check_mode_flags(args, server_mode=bool(raw_server))
     files = collect_files(args.source, recursive=args.recursive)
     output = args.output or Path(f"batch-results-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.csv")
@@ -231,88 +233,14 @@ def _missing_message(item: BatchFile) -> str:
 
 # On a service -------------------------------------------------------------------------------------
 
-class ServiceUnreachable(CommandError):
-    """No answer, or a 5xx: the service may come back (a restart), unlike a 4xx."""
-
-
-class ItemRefused(Exception):
-    """The service answered one upload with an error: that file's row fails, the batch goes on."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class BatchClient(ApiClient):
-    """The batch endpoints of the REST API (POST /api/v1/batches, .../items, GET the batch and its results)."""
-
-    def create_batch(self, *, name: str, options: dict[str, Any]) -> dict:
-        return self._call("POST", "/api/v1/batches", json={"name": name, "options": options})
-
-    def add_item(self, batch_id: str, video: Path, *, label: str, on_read: Callable[[int], None]) -> dict:
-        """Upload one file, streamed from disk; ServiceBusyError on a 429 (send it again later), ItemRefused
-        when the service answers with another error."""
-        body = MultipartFile(path=video, fields={"path": label}, on_read=on_read)
-        try:
-            response = self._send("POST", f"/api/v1/batches/{batch_id}/items", data=body,
-                                  headers={"Content-Type": body.content_type})
-        finally:
-            body.close()
-        answer = _json_body(response)
-        busy = busy_error(response.status_code, response.headers, answer)
-        if busy is not None:
-            raise busy
-        if response.status_code >= 400 or answer is None:
-            raise ItemRefused(*_error_of(response.status_code, answer))
-        return answer
-
-    def batch(self, batch_id: str) -> dict:
-        return self._get(f"/api/v1/batches/{batch_id}")
-
-    def results(self, batch_id: str) -> dict:
-        return self._get(f"/api/v1/batches/{batch_id}/results.json")
-
-    def _get(self, path: str) -> dict:
-        response = self._send("GET", path)
-        answer = _json_body(response)
-        if response.status_code >= 500:
-            raise ServiceUnreachable(_error_line(response.status_code, answer))
-        if response.status_code >= 400 or answer is None:
-            raise CommandError(_error_line(response.status_code, answer))
-        return answer
-
-    def _send(self, method: str, path: str, **kwargs: Any):
-        import requests
-
-        try:
-            return self.http.request(method, self.server + path, timeout=self.timeout_s, **kwargs)
-        except requests.RequestException as exc:
-            raise ServiceUnreachable(f"cannot reach the service at {self.server}: {type(exc).__name__}") from None
-
-
-def _json_body(response) -> dict | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _error_of(status: int, body: dict | None) -> tuple[str, str]:
-    error = (body or {}).get("error")
-    if isinstance(error, dict) and error.get("code"):
-        return str(error["code"]), f"{error.get('message', 'refused')} (HTTP {status})"
-    return REFUSED, f"the service answered HTTP {status} without a JSON error"
-
-
-def _error_line(status: int, body: dict | None) -> str:
-    code, message = _error_of(status, body)
-    return f"{message} [{code}]"
+def _is_outage(exc: CommandError) -> bool:
+    """No answer, or a 5xx: the service may come back (a restart), unlike after a 4xx."""
+    return (isinstance(exc, (ServiceUnreachableError, ServiceTimeoutError))
+            or (isinstance(exc, ServiceError) and exc.status >= 500))
 
 
 def _run_on_server(args: argparse.Namespace, files: list[BatchFile], *, server: str, output: Path) -> int:
-    client = BatchClient(server)
+    client = ApiClient(server, api_key=args.api_key)
     options = {name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name) is not None}
     source = args.source.resolve()
     name = args.name or (source.name if source.is_dir() else source.stem)
@@ -325,17 +253,18 @@ def _run_on_server(args: argparse.Namespace, files: list[BatchFile], *, server: 
     rows = []
     if uploaded:
         follow_batch(client, batch_id, interval_s=args.poll_interval)
-        rows = client.results(batch_id)["rows"]
+        rows = client.batch_results(batch_id)["rows"]
     following = max((row["position"] for row in rows), default=-1) + 1
     # Files the service never received are reported after its rows, numbered on from them.
     rows += [{**row, "position": following + number} for number, row in enumerate(local_rows)]
     return finish(rows, csv_path=output, json_path=args.json_output)
 
 
-def upload_files(client: BatchClient, batch_id: str, files: list[BatchFile]) -> tuple[int, list[dict]]:
+def upload_files(client: ApiClient, batch_id: str, files: list[BatchFile]) -> tuple[int, list[dict]]:
     """Upload each file with a progress bar of bytes; (files the service took, failed rows of the others).
 
-    A file that is missing or refused becomes a failed row; a service that stops answering stops the batch."""
+    A file that is missing or refused becomes a failed row; a service that stops answering, or that
+    stops taking the API key (revoked mid-batch), stops the batch with one line."""
     from tqdm import tqdm
 
     sizes = {item.position: item.path.stat().st_size for item in files if item.path.is_file()}
@@ -350,17 +279,17 @@ def upload_files(client: BatchClient, batch_id: str, files: list[BatchFile]) -> 
             try:
                 _upload_item(client, batch_id, item, bar=bar)
                 uploaded += 1
-            except (ItemRefused, ServiceBusyError) as exc:  # busy: still, after waiting as long as we wait
-                failed.append(_failed_row(item, exc.code, exc.message))
+            except (ServiceError, ServiceBusyError) as exc:  # busy: still, after waiting as long as we wait
+                failed.append(_failed_row(item, exc.code or REFUSED, exc.message))
             except OSError as exc:
                 failed.append(_failed_row(item, UNREADABLE, f"cannot read {item.label}: {exc.strerror or exc}"))
-            except ServiceUnreachable as exc:
-                raise CommandError(f"{exc} while uploading {item.label}; batch {batch_id} holds the "
+            except CommandError as exc:  # unreachable, no answer, or the key refused: no later file fares better
+                raise CommandError(f"{exc}; stopped at {item.label}: batch {batch_id} holds the "
                                    f"{uploaded} files uploaded before it") from None
     return uploaded, failed
 
 
-def _upload_item(client: BatchClient, batch_id: str, item: BatchFile, *, bar: Any) -> dict:
+def _upload_item(client: ApiClient, batch_id: str, item: BatchFile, *, bar: Any) -> dict:
     """One file, sent again after each 429 once the service's Retry-After has passed (cli.busy)."""
     counted = 0
 
@@ -373,12 +302,12 @@ def _upload_item(client: BatchClient, batch_id: str, item: BatchFile, *, bar: An
         nonlocal counted
         bar.update(-counted)  # a resend counts the file from its start again
         counted = 0
-        return client.add_item(batch_id, item.path, label=item.label, on_read=on_read)
+        return client.add_batch_item(batch_id, item.path, label=item.label, on_read=on_read)
 
     return send_patiently(send, label=item.label)
 
 
-def follow_batch(client: BatchClient, batch_id: str, *, interval_s: float,
+def follow_batch(client: ApiClient, batch_id: str, *, interval_s: float,
                  patience_s: float = POLL_PATIENCE_S) -> dict:
     """Poll until every item has ended, with a progress bar of items done; returns the final batch JSON.
 
@@ -392,7 +321,9 @@ def follow_batch(client: BatchClient, batch_id: str, *, interval_s: float,
         while True:
             try:
                 batch = client.batch(batch_id)
-            except ServiceUnreachable as exc:
+            except CommandError as exc:
+                if not _is_outage(exc):
+                    raise
                 if time.monotonic() - last_answer >= patience_s:
                     raise CommandError(f"{exc}; batch {batch_id} goes on there: "
                                        f"{client.server}/batches/{batch_id}") from None

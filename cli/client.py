@@ -69,6 +69,11 @@ def _server_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, metavar="URL",
                         help=f"service URL; http:// is assumed without a scheme "
                              f"(default: ${SERVER_ENV}, else {DEFAULT_SERVER})")
+    add_api_key_flag(parser)
+
+
+def add_api_key_flag(parser: argparse.ArgumentParser) -> None:
+    """`--api-key KEY`, read by ApiClient (through resolve_api_key) with $DEEPFAKE_API_KEY as its fallback."""
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help=f"the API key of a service that requires one (default: ${API_KEY_ENV}, which "
                              "keeps it out of the process list)")
@@ -157,7 +162,7 @@ def _quote_filename(name: str) -> str:
 
 
 class ApiClient:
-    """The service's REST API; every error becomes a one-line CommandError.
+    """The service's REST API; every error becomes a one-line CommandError of a type that says what failed.
 
     `api_key` (else $DEEPFAKE_API_KEY) goes with every request as `Authorization: Bearer`.
     """
@@ -174,14 +179,32 @@ class ApiClient:
             self.http.headers["Authorization"] = f"Bearer {key}"
 
     def submit(self, video: Path, *, params: dict[str, str], on_read: Callable[[int], None] | None = None) -> dict:
-        body = MultipartFile(path=video, fields=params, on_read=on_read)
-        try:
-            return self._call("POST", "/api/v1/jobs", data=body, headers={"Content-Type": body.content_type})
-        finally:
-            body.close()
+        return self._upload("/api/v1/jobs", video, fields=params, on_read=on_read)
 
     def job(self, job_id: str) -> dict:
         return self._call("GET", f"/api/v1/jobs/{job_id}")
+
+    def create_batch(self, *, name: str, options: dict[str, Any]) -> dict:
+        return self._call("POST", "/api/v1/batches", json={"name": name, "options": options})
+
+    def add_batch_item(self, batch_id: str, video: Path, *, label: str,
+                       on_read: Callable[[int], None] | None = None) -> dict:
+        """Upload one file of a batch (streamed from disk); `label` is its name in the batch's report."""
+        return self._upload(f"/api/v1/batches/{batch_id}/items", video, fields={"path": label}, on_read=on_read)
+
+    def batch(self, batch_id: str) -> dict:
+        return self._call("GET", f"/api/v1/batches/{batch_id}")
+
+    def batch_results(self, batch_id: str) -> dict:
+        return self._call("GET", f"/api/v1/batches/{batch_id}/results.json")
+
+    def _upload(self, path: str, video: Path, *, fields: dict[str, str],
+                on_read: Callable[[int], None] | None) -> dict:
+        body = MultipartFile(path=video, fields=fields, on_read=on_read)
+        try:
+            return self._call("POST", path, data=body, headers={"Content-Type": body.content_type})
+        finally:
+            body.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict:
         import requests
@@ -189,7 +212,7 @@ class ApiClient:
         try:
             response = self.http.request(method, self.server + path, timeout=self.timeout_s, **kwargs)
         except requests.Timeout:
-            raise CommandError(f"the service at {self.server} did not answer within {self.timeout_s:g} s") from None
+            raise ServiceTimeoutError(self.server, self.timeout_s) from None
         except requests.ConnectionError as exc:
             raise ServiceUnreachableError(self.server, exc) from None
         except requests.RequestException as exc:
@@ -200,11 +223,13 @@ class ApiClient:
             body = None
         if response.status_code == 401:
             raise UnauthorizedError(self.server, key_sent="Authorization" in self.http.headers)
+        if response.status_code == 403:
+            raise ForbiddenError(self.server, ServiceError(403, body))
         busy = busy_error(response.status_code, response.headers, body)
         if busy is not None:
             raise busy
         if response.status_code >= 400 or not isinstance(body, dict):
-            raise CommandError(_error_line(response.status_code, body))
+            raise ServiceError(response.status_code, body)
         return body
 
 
@@ -214,13 +239,49 @@ def resolve_api_key(raw: str | None, *, environ: Mapping[str, str] | None = None
     return (raw or "").strip() or environ.get(API_KEY_ENV, "").strip() or None
 
 
-class UnauthorizedError(CommandError):
-    """The service requires an API key (none was sent) or refused the one sent."""
+class AccessRefusedError(CommandError):
+    """The service refused who is asking (401, 403): no other request will fare better, so a command stops."""
+
+
+class UnauthorizedError(AccessRefusedError):
+    """401: the service requires an API key (none was sent) or refused the one sent."""
 
     def __init__(self, server: str, *, key_sent: bool) -> None:
-        problem = "refused the API key (unknown, mistyped or revoked)" if key_sent else "requires an API key"
-        super().__init__(f"the service at {server} {problem}: set {API_KEY_ENV} "
+        problem = ("refused the API key (HTTP 401: unknown, mistyped or revoked)" if key_sent
+                   else "requires an API key (HTTP 401)")
+        super().__init__(f"the service at {server} {problem}: pass --api-key or set {API_KEY_ENV} "
                          "(create one with `deepfake keys create`)")
+
+
+class ForbiddenError(AccessRefusedError):
+    """403: the service (or a proxy before it) forbids the request whatever is sent."""
+
+    def __init__(self, server: str, answer: ServiceError) -> None:
+        super().__init__(f"the service at {server} forbids this request: {answer}; if another API key "
+                         f"has access, pass --api-key or set {API_KEY_ENV}")
+
+
+class ServiceError(CommandError):
+    """Any other error answer (4xx, 5xx, or no JSON): its HTTP status, the service's error code (None
+    when it sent none) and message."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        self.status = status
+        self.code: str | None = str(error["code"]) if error.get("code") else None
+        said = error.get("message", "request failed")
+        # `message` without the code, for a report that has a column for it.
+        self.message = (f"{said} (HTTP {status})" if self.code
+                        else f"the service answered HTTP {status} without a JSON body")
+        super().__init__(f"{said} [{self.code}] (HTTP {status})" if self.code else self.message)
+
+
+class ServiceTimeoutError(CommandError):
+    """The service took the request but did not answer in time."""
+
+    def __init__(self, server: str, timeout_s: float) -> None:
+        super().__init__(f"the service at {server} did not answer within {timeout_s:g} s")
 
 
 class ServiceUnreachableError(CommandError):
@@ -239,13 +300,6 @@ def _why_unreachable(exc: Exception) -> str:
     if "resolve" in text.lower() or "name or service not known" in text.lower():
         return "host name not found"
     return type(exc).__name__
-
-
-def _error_line(status: int, body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return f"{error.get('message', 'request failed')} [{error.get('code', 'error')}] (HTTP {status})"
-    return f"the service answered HTTP {status} without a JSON body"
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -267,7 +321,7 @@ def run_submit(args: argparse.Namespace) -> int:
     for video in args.video:
         try:
             jobs.append((video, _upload(client, video, params=params)))
-        except (ServiceUnreachableError, UnauthorizedError):
+        except (ServiceUnreachableError, AccessRefusedError):
             raise
         except CommandError as exc:
             _say_error(f"{video}: {exc}")

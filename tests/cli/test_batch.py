@@ -10,13 +10,14 @@ import json
 import shutil
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from cli.batch import BatchClient, BatchFile, analyse_file, collect_files, follow_batch
+from cli.batch import BatchFile, analyse_file, collect_files, follow_batch
+from cli.client import ApiClient
 from cli.errors import CommandError
 from cli.main import main
 from shared.batch_report import REPORT_COLUMNS, report_json, report_row, write_csv
@@ -356,7 +357,7 @@ def test_following_gives_up_on_a_service_gone_too_long_and_names_the_batch(servi
     double.unavailable_polls = 10**6
 
     with pytest.raises(CommandError, match="batch batch-9 goes on there") as caught:
-        follow_batch(BatchClient(url), "batch-9", interval_s=0.01, patience_s=0.0)
+        follow_batch(ApiClient(url), "batch-9", interval_s=0.01, patience_s=0.0)
 
     assert "database_unavailable" in str(caught.value)
 
@@ -498,3 +499,99 @@ def test_an_item_refused_for_too_many_active_jobs_is_sent_again_once_one_ends(se
     assert waits == [busy.DEFAULT_WAIT_S]  # no Retry-After: the default wait
     assert "cam2.mp4: the service is busy [too_many_active_jobs]" in captured.err
     assert _batch_items(sessions, settings.owner) == [("cam1.mp4", "succeeded"), ("cam2.mp4", "queued")]
+
+
+# A service with AUTH=keys ----------------------------------------------------------------------------
+
+@pytest.fixture
+def keys_service(settings, monkeypatch) -> Iterator[tuple[str, Any]]:
+    """The real web app with AUTH=keys over HTTP: (its URL, its session factory); no key in the environment."""
+    from dataclasses import replace
+
+    from tests.web.conftest import build_app, running_server
+
+    monkeypatch.delenv("DEEPFAKE_SERVER", raising=False)
+    monkeypatch.delenv("DEEPFAKE_API_KEY", raising=False)
+    app = build_app(replace(settings, auth="keys"))
+    with running_server(app) as url:
+        yield url, app.extensions["deepfake.db"]["session_factory"]
+    app.extensions["deepfake.db"]["engine"].dispose()
+
+
+def _create_key(sessions, owner: str) -> tuple[str, str]:
+    from shared.db import keys as key_store
+
+    with sessions() as session:
+        row, key = key_store.create_key(session=session, owner=owner)
+        session.commit()
+        return row.id, key
+
+
+def _batches(sessions) -> list[tuple[str, list[str]]]:
+    """(owner, files) of every batch on the service."""
+    from shared.db import batches as batch_store
+
+    with sessions() as session:
+        return [(batch.owner, [item.upload_name for item in batch_store.batch_items(session=session,
+                                                                                    batch_id=batch.id)])
+                for batch in batch_store.list_batches(session=session, owner=None)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("key, problem", [(None, "requires an API key"), ("df_not-a-key", "refused the API key")])
+def test_a_batch_the_service_refuses_the_key_for_is_one_line_and_uploads_nothing(keys_service, tmp_path, clips,
+                                                                                 capsys, key, problem):
+    url, sessions = keys_service
+    folder = _two_files(tmp_path, clips)
+    key_args = ["--api-key", key] if key else []
+
+    code = main(["batch", str(folder), "--server", url, *key_args, "--output", str(tmp_path / "r.csv")])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and problem in err[0] and "HTTP 401" in err[0]
+    assert "--api-key" in err[0] and "DEEPFAKE_API_KEY" in err[0]
+    assert _batches(sessions) == [] and not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_api_key_flag_uploads_the_batch_as_its_owner(keys_service, tmp_path, clips, capsys):
+    url, sessions = keys_service
+    _, key = _create_key(sessions, "carol")
+    folder = _two_files(tmp_path, clips)
+
+    code = main(["batch", str(folder), "--server", url.removeprefix("http://"), "--api-key", key, "--no-wait",
+                 "--face-detector", "none"])
+
+    captured = capsys.readouterr()
+    assert code == 0 and "uploaded 2 files" in captured.out and captured.err == ""
+    assert _batches(sessions) == [("carol", ["cam1.mp4", "cam2.mp4"])]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_key_revoked_mid_batch_stops_the_uploads_with_one_line(keys_service, tmp_path, clips, capsys,
+                                                                 monkeypatch):
+    from shared.db import keys as key_store
+
+    url, sessions = keys_service
+    key_id, key = _create_key(sessions, "dave")
+    folder = _two_files(tmp_path, clips)
+    shutil.copy(clips[0], folder / "cam3.mp4")
+    monkeypatch.setenv("DEEPFAKE_API_KEY", key)
+    add_batch_item = ApiClient.add_batch_item
+
+    def revoked_after_the_first(client, *args, **kwargs):  # the real upload; then an operator revokes the key
+        answer = add_batch_item(client, *args, **kwargs)
+        with sessions() as session:
+            key_store.revoke_key(session=session, key_id=key_id)
+            session.commit()
+        return answer
+
+    monkeypatch.setattr(ApiClient, "add_batch_item", revoked_after_the_first)
+    code = main(["batch", str(folder), "--server", url, "--no-wait", "--face-detector", "none"])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "refused the API key" in err[0] and "stopped at cam2.mp4" in err[0]
+    assert "holds the 1 files uploaded before it" in err[0]
+    assert _batches(sessions) == [("dave", ["cam1.mp4"])]

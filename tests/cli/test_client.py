@@ -11,7 +11,7 @@ import pytest
 import requests
 from werkzeug.formparser import FormDataParser
 
-from cli.client import MultipartFile
+from cli.client import ApiClient, ForbiddenError, MultipartFile
 from cli.main import main
 from tests.conftest import wait_for
 from tests.media import make_face_clip
@@ -340,3 +340,15 @@ def test_submit_waits_for_active_jobs_to_end_and_gives_up_past_its_patience(sett
     assert code == 1 and captured.out == ""
     assert waits == [busy.DEFAULT_WAIT_S] * 3
     assert f"deepfake: error: {video_clip}: " in captured.err and "MAX_ACTIVE_JOBS_PER_OWNER" in captured.err
+
+
+def test_a_forbidden_request_is_an_access_refusal_naming_the_services_reason(server):
+    client = ApiClient(server)
+    client.http.headers["Origin"] = "http://elsewhere.example"  # the service forbids a browser's cross-site write
+
+    with pytest.raises(ForbiddenError) as caught:
+        client.create_batch(name="night", options={})
+
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"the service at {server} forbids this request")
+    assert "[cross_origin_request] (HTTP 403)" in message and "--api-key" in message
