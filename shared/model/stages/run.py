@@ -113,6 +113,9 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
                               problems=list(reader.problems), timings=timings,
                               decoder=getattr(reader, "decoder_name", "pyav"))
         result.warnings.extend(decoder_notes)
+        fallback = getattr(reader, "fallback", None)  # NVDEC gave up on this file midway: the CPU decoded it
+        if fallback is not None:
+            result.warnings.append(fallback)
     except BaseException:
         if recorder is not None:
             recorder.discard()
