@@ -34,7 +34,8 @@ def test_a_killed_worker_s_job_resumes_from_its_recorded_features(
                    timeout=300, what="the job to finish on worker 2")
     assert (job.status, job.attempts) == ("succeeded", 2), job.error_message
     assert job.result["resumed"]["crops_reused"] >= 16
-    assert not chunks.exists()  # an ended job's recording is removed
+    # An ended job's recording is removed, just after its outcome is committed (so not yet, maybe, now).
+    wait_for(lambda: not chunks.exists(), timeout=30, what="the ended job's recording to be removed")
 
     options = AnalysisOptions.from_mapping({**PARAMS, "device": "cpu"})
     uninterrupted = analyze_video(long_clip, options=options, cache=EngineCache(settings)).to_dict()
