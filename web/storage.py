@@ -25,9 +25,16 @@ def publish_upload(upload: StoredUpload) -> None:
 
 
 def discard_upload(upload: StoredUpload) -> None:
-    """Remove a refused or withdrawn upload, here and (if it got there) in the store."""
+    """Remove a refused or withdrawn upload, here and (if it got there) in the store.
+
+    A remote store's publish removes the local file once the upload is stored, so a file still here
+    never reached the store: refusing it (a bad file) must not depend on the store, nor turn into a 503
+    while the store is away.
+    """
+    published = not upload.path.exists()
     upload.delete()
-    current_store().delete(f"{UPLOADS}/{upload.stored_name}")
+    if published:
+        current_store().delete(f"{UPLOADS}/{upload.stored_name}")
 
 
 def artifact_file(relative: str) -> Path | None:

@@ -1,10 +1,13 @@
 """Retention: deleting a finished job with its files, and uploads once their job has ended.
 
-Rows go first, files after the commit: a crash in between leaves files without a row (the upload
-sweep removes those of ended jobs), never a row whose files are gone.
+Files go first, rows after, one job at a time: a job whose files could not be removed (the store is
+down or refuses) keeps its rows, so the next attempt finds the files again; the rows are the only
+record of where a job's files are. A crash in between leaves rows whose files are gone, which the next
+attempt deletes: removing a file that is already gone counts as removed.
 """
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -14,19 +17,38 @@ from sqlalchemy.orm import Session
 
 from shared.db.jobs import owned_by
 from shared.db.models import Artifact, Batch, Job, JobStatus, JobWindow, utcnow
-from shared.storage import ARTIFACTS, CHECKPOINTS, UPLOADS, FileStore
+from shared.storage import (ARTIFACTS, CHECKPOINTS, UPLOADS, FileStore, StorageRefusedError,
+                            StorageUnavailableError)
+
+log = logging.getLogger(__name__)
 
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 SECONDS_PER_DAY = 86_400
 LOOKUP_CHUNK = 500  # stored names per query: well under every database's bound-parameter limit
 
 
-def delete_ended_job(*, session: Session, owner: str | None, job_id: str) -> str | None:
-    """Delete the owner's job (None: any owner's, for an admin), its windows and artifact rows if the job
-    has ended; commits.
+def delete_job_with_files(*, session: Session, store: FileStore, owner: str | None, job_id: str) -> bool:
+    """Delete the owner's ended job (None: any owner's, for an admin) with its files, then its rows; commits.
 
-    Returns the job's stored upload name, or None when no ended job of that owner has this id.
-    The caller removes the files (`remove_job_files`), the upload only if `upload_in_use` says no.
+    Returns False when no ended job of that owner has this id. The upload stays while another job
+    shares it. When a file cannot be removed, the store's error (StorageUnavailableError,
+    StorageRefusedError) or OSError is raised before any row is touched: the job is kept, whole.
+    """
+    stored_name = session.scalar(select(Job.stored_name).where(
+        Job.id == job_id, owned_by(owner), Job.status.in_(ENDED)))
+    if stored_name is None:
+        return False
+    shared = not stored_name or upload_in_use(session=session, stored_name=stored_name, other_than=job_id)
+    remove_job_files(store=store, job_id=job_id, stored_name=None if shared else stored_name)
+    return delete_ended_job(session=session, owner=owner, job_id=job_id) is not None
+
+
+def delete_ended_job(*, session: Session, owner: str | None, job_id: str) -> str | None:
+    """Delete the rows of the owner's ended job (None: any owner's): the job, its windows and artifact
+    rows; commits. Returns the job's stored upload name, or None when no ended job of that owner has this id.
+
+    Rows only: remove the files first (`remove_job_files`, or `delete_job_with_files` for both), since
+    once the rows are gone nothing finds the files again.
     """
     stored_name = session.scalar(select(Job.stored_name).where(
         Job.id == job_id, owned_by(owner), Job.status.in_(ENDED)))
@@ -42,27 +64,48 @@ def delete_ended_job(*, session: Session, owner: str | None, job_id: str) -> str
 def sweep_results(*, session: Session, store: FileStore, keep_days: float, now: datetime | None = None,
                   limit: int = 100) -> int:
     """Delete up to `limit` jobs that ended more than `keep_days` ago, with their results, timeline,
-    artifacts and uploads, then the batches left empty by it; returns how many jobs. Commits."""
+    artifacts and uploads, then the batches left empty by it; returns how many jobs. Commits.
+
+    A job whose files could not be removed keeps its rows and is logged; the next sweep tries it again.
+    An unavailable store ends the sweep there (every later job would wait on it the same way).
+    """
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     expired = list(session.execute(select(Job.id, Job.batch_id).where(
         Job.status.in_(ENDED), Job.finished_at < cutoff).order_by(Job.finished_at).limit(limit)).all())
-    for job_id, _ in expired:
-        stored_name = delete_ended_job(session=session, owner=None, job_id=job_id)
-        if stored_name is None:
+    emptied: set = set()
+    deleted = 0
+    for job_id, batch_id in expired:
+        try:
+            if not delete_job_with_files(session=session, store=store, owner=None, job_id=job_id):
+                continue
+        except StorageUnavailableError as exc:
+            log.warning("result retention: the store is unavailable; job %s and later ones kept for the next "
+                        "sweep: %s", job_id, exc)
+            break
+        except (StorageRefusedError, OSError) as exc:
+            log.warning("result retention: job %s kept for the next sweep, its files could not be removed: %s",
+                        job_id, exc)
             continue
-        shared = upload_in_use(session=session, stored_name=stored_name) if stored_name else True
-        remove_job_files(store=store, job_id=job_id, stored_name=None if shared else stored_name)
-    emptied = {batch_id for _, batch_id in expired if batch_id is not None}
-    for batch_id in emptied:
+        deleted += 1
+        if batch_id is not None:
+            emptied.add(batch_id)
+    _delete_empty_batches(session=session, batch_ids=emptied)
+    return deleted
+
+
+def _delete_empty_batches(*, session: Session, batch_ids: Iterable) -> None:
+    for batch_id in batch_ids:
         if session.scalar(select(Job.id).where(Job.batch_id == batch_id).limit(1)) is None:
             session.execute(delete(Batch).where(Batch.id == batch_id))
     session.commit()
-    return len(expired)
 
 
-def upload_in_use(*, session: Session, stored_name: str) -> bool:
-    """Whether any job (another one sharing the file) still has this upload."""
-    return session.scalar(select(Job.id).where(Job.stored_name == stored_name).limit(1)) is not None
+def upload_in_use(*, session: Session, stored_name: str, other_than: str | None = None) -> bool:
+    """Whether any job (but `other_than`, the one being deleted) still has this upload."""
+    query = select(Job.id).where(Job.stored_name == stored_name)
+    if other_than is not None:
+        query = query.where(Job.id != other_than)
+    return session.scalar(query.limit(1)) is not None
 
 
 def remove_job_files(*, store: FileStore, job_id: str, stored_name: str | None) -> None:
