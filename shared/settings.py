@@ -89,6 +89,9 @@ class Settings:
     s3_region: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # WEB_ARTIFACT_CACHE_MB: with STORAGE=s3 the web keeps the artifacts it fetched to serve (pictures, previews)
+    # in DATA_DIR/cache/fetched up to this size, least recently served removed first; 0 = only the one being served.
+    web_artifact_cache_mb: int = 1024
     # RESUME_CHECKPOINTS: record a running job's trunk features in the store every few hundred crops, so a
     # job whose worker stops resumes there on any worker (0 = off; see shared/model/resume.py).
     resume_checkpoints: bool = True
@@ -164,6 +167,7 @@ class Settings:
             s3_region=env.get("S3_REGION") or None,
             s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
             s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
+            web_artifact_cache_mb=max(0, _int(env, "WEB_ARTIFACT_CACHE_MB", 1024)),
             result_retention_days=max(0, _int(env, "RESULT_RETENTION_DAYS", 0)),
             resume_checkpoints=_int(env, "RESUME_CHECKPOINTS", 1) != 0,
             resume_checkpoint_crops=max(1, _int(env, "RESUME_CHECKPOINT_CROPS", 256)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -185,8 +186,13 @@ class S3Store:
     def fetch(self, key: str) -> Path:
         """The local copy, downloaded (atomically) when it is not here yet."""
         path = self.local_path(key)
-        if path.is_file():
-            return path
+        if not path.is_file():
+            self.download(key, path)
+        return path
+
+    def download(self, key: str, path: Path) -> None:
+        """Download `key` to `path` through a temporary file beside it (`.fetch-*`), renamed into place
+        once whole: a reader of `path` never sees half a file."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
         os.close(handle)
@@ -196,7 +202,6 @@ class S3Store:
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        return path
 
     def exists(self, key: str) -> bool:
         """Whether the bucket holds `key` (a local copy alone does not count)."""
@@ -288,6 +293,101 @@ def _refusal(key: str, *, code: str, detail: str) -> str:
     """What an operator needs (never a credential: the service's code and message carry none)."""
     return (f"object storage refused {key!r} with {code or 'no error code'} ({detail or 'no message'}); "
             "retrying will not help: check S3_BUCKET, S3_ENDPOINT_URL and the credentials")
+
+
+# A `.fetch-*` temporary file this much older than its last write belongs to a download whose process died
+# (a live download writes every few milliseconds): the cache may remove it.
+ABANDONED_DOWNLOAD_S = 3600
+
+
+class CachedStore:
+    """A remote store as a web machine reads it: what `fetch` downloads stays in a folder of its own
+    (`cache_root`, never the working copies under DATA_DIR) up to `max_bytes`, least recently used first out.
+
+    A file's atime records its last use, set explicitly on each hit (noatime mounts never update it);
+    its mtime stays the download's, since it makes the file's ETag and a video's Range requests need
+    that stable. A fetched file stays until the next fetch that overflows the cap: the request that
+    fetched it opens it first, and a file deleted while open is still read whole (POSIX). Several
+    threads and processes may fetch and trim at once: each tolerates files the others removed.
+    """
+
+    remote = True
+
+    def __init__(self, store: S3Store, *, cache_root: Path, max_bytes: int) -> None:
+        self.store, self.cache_root, self.max_bytes = store, cache_root, max_bytes
+
+    def cached_path(self, key: str) -> Path:
+        return self.cache_root / check_key(key)
+
+    def local_path(self, key: str) -> Path:
+        return self.store.local_path(key)
+
+    def publish(self, key: str) -> None:
+        self.store.publish(key)
+
+    def fetch(self, key: str) -> Path:
+        """The cached copy of `key`, downloaded (and the cache trimmed) when it is not here."""
+        path = self.cached_path(key)
+        if _mark_used(path):
+            return path
+        self.store.download(key, path)
+        _mark_used(path)
+        self.trim(keep=path)
+        return path
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def evict(self, key: str) -> None:
+        self.store.evict(key)
+        self.cached_path(key).unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+        self.cached_path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        self.store.delete_prefix(prefix)
+        shutil.rmtree(self.cached_path(prefix), ignore_errors=True)
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        return self.store.list(prefix)
+
+    def trim(self, *, keep: Path | None = None) -> None:
+        """Remove the least recently used files until the cache holds at most `max_bytes` (`keep`, the
+        file about to be served, stays even when it alone is over the cap)."""
+        files = sorted(_cached_files(self.cache_root))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in files:
+            if total <= self.max_bytes:
+                break
+            if path != keep:
+                path.unlink(missing_ok=True)
+                total -= size
+
+
+def _mark_used(path: Path) -> bool:
+    """Set the file's atime to now (its mtime unchanged); False when there is no such file."""
+    try:
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _cached_files(root: Path) -> Iterator[tuple[float, int, Path]]:
+    """(last use, size, path) of each finished file under `root`; abandoned downloads are removed."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder, name)
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # another thread or process evicted it meanwhile
+                continue
+            if not name.startswith("."):
+                yield stat.st_atime, stat.st_size, path
+            elif time.time() - stat.st_mtime > ABANDONED_DOWNLOAD_S:
+                path.unlink(missing_ok=True)
 
 
 class StoreFolder:

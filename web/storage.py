@@ -5,14 +5,26 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from shared.storage import ARTIFACTS, UPLOADS, FileStore, StoredFileMissingError, make_store
+from shared.settings import Settings
+from shared.storage import ARTIFACTS, UPLOADS, CachedStore, FileStore, S3Store, StoredFileMissingError, make_store
 from web.uploads import StoredUpload
 
 _EXTENSION = "deepfake.store"
+_MB = 1024 * 1024
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[_EXTENSION] = make_store(app.extensions["deepfake.settings"])
+    app.extensions[_EXTENSION] = web_store(app.extensions["deepfake.settings"])
+
+
+def web_store(settings: Settings) -> FileStore:
+    """The store STORAGE selects; a remote one keeps what the web fetches to serve in a bounded cache
+    (WEB_ARTIFACT_CACHE_MB), so a long-running web machine's disk does not fill with every artifact viewed."""
+    store = make_store(settings)
+    if not isinstance(store, S3Store):  # local: DATA_DIR is the store itself, nothing in it is a copy
+        return store
+    return CachedStore(store, cache_root=settings.data_dir / "cache" / "fetched",
+                       max_bytes=settings.web_artifact_cache_mb * _MB)
 
 
 def current_store() -> FileStore:
@@ -38,7 +50,8 @@ def discard_upload(upload: StoredUpload) -> None:
 
 
 def artifact_file(relative: str) -> Path | None:
-    """A local copy of an artifact (fetched from the store when remote), or None if it is gone."""
+    """A local copy of an artifact (fetched from the store into the bounded cache when remote), or None
+    if it is gone."""
     try:
         return current_store().fetch(f"{ARTIFACTS}/{relative}")
     except (StoredFileMissingError, ValueError):
