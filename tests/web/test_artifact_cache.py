@@ -9,7 +9,6 @@ import random
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from flask import Flask
