@@ -81,11 +81,23 @@ COMPONENTS: dict[str, Any] = {
                          "summary": {"type": "object"}}, "columns", "rows", "summary"),
     "Health": _obj({"status": _STR}, "status"),
     "Readiness": _obj({"status": _STR, "checks": {"type": "object", "additionalProperties": _STR},
-                       "detector": _obj({"name": {"enum": ["retinaface", "opencv"]},
-                                         "weights": {"type": "array", "items": _STR}, "note": _STR}, "name", "weights"),
+                       "workers": {"type": "array", "description": "Each live worker as its heartbeat reports it "
+                                   "(device, detector and checkpoints \"unknown\"/null for an older worker).",
+                                   "items": _obj({"name": _STR, "device": _STR, "detector": _ref("ReadyDetector"),
+                                                  "checkpoints": {"type": ["array", "null"], "items": _STR}},
+                                                 "name", "device", "detector", "checkpoints")},
+                       "detector": _ref("ReadyDetector"),
                        "checkpoints": {"type": "array", "items": _STR,
-                                       "description": "Checkpoint file names in WEIGHTS_DIR a job may choose."}},
-                      "status", "checks", "detector", "checkpoints"),
+                                       "description": "Checkpoint file names the live workers hold (the web "
+                                                      "machine's WEIGHTS_DIR while none reports)."},
+                       "warnings": {"type": "array", "items": _STR,
+                                    "description": "Live workers on the Haar fallback, or that report nothing."}},
+                      "status", "checks", "workers", "detector", "checkpoints", "warnings"),
+    "ReadyDetector": _obj({"name": {"type": "string", "description": "What face_detector=auto resolves to: "
+                                    "retinaface-<backbone>, opencv (the Haar fallback), mixed or unknown; "
+                                    "retinaface when read from the web machine's files."},
+                           "weights": {"type": "array", "items": _STR}, "note": _STR,
+                           "source": {"enum": ["live workers", "web machine"]}}, "name", "weights"),
     "OpenAPI": {"type": "object", "description": "This document."},
 }
 

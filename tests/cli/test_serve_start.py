@@ -71,5 +71,5 @@ def test_with_weights_installed_it_names_them_and_does_not_warn(tmp_path, publis
     assert f"checkpoints in {weights}: mine.pth, {SEED_NAME}" in out
     assert "no model checkpoint" not in out and "no RetinaFace weights" not in out
     assert "--workers 0: jobs wait" in out  # still explained
-    assert ready["detector"] == {"name": "retinaface", "weights": [detector]}
+    assert ready["detector"] == {"name": "retinaface", "weights": [detector], "source": "web machine"}  # no worker
     assert ready["checkpoints"] == ["mine.pth", SEED_NAME] and ready["checks"]["model"] == "ok"

@@ -1,4 +1,5 @@
-"""/readyz says which face detector `auto` will use and which checkpoints are installed, by file name."""
+"""While no live worker reports, /readyz says which face detector `auto` would use and which checkpoints are
+installed from the web machine's own WEIGHTS_DIR, by file name, and labels the answer as the web machine's."""
 from __future__ import annotations
 
 from shared.model.weights_registry import find_detector_weights, known_weights
@@ -17,7 +18,8 @@ def test_with_retinaface_weights_it_names_them_and_not_as_checkpoints(client, se
     for name in ("retinaface-mobilenet0.25.onnx", "Resnet50_Final.pth", "mine.pth"):
         (settings.weights_dir / name).write_bytes(b"x")
     ready = client.get("/readyz").json
-    assert ready["detector"] == {"name": "retinaface", "weights": ["Resnet50_Final.pth", "retinaface-mobilenet0.25.onnx"]}
+    assert ready["detector"] == {"name": "retinaface", "weights": ["Resnet50_Final.pth", "retinaface-mobilenet0.25.onnx"],
+                                 "source": "web machine"}
     assert ready["checkpoints"] == ["mine.pth"]
 
 
