@@ -83,7 +83,7 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
 
 
 @bp.delete("/jobs/<job_id>")
-@operation(responses={200: "Job", 404: "Error", 409: "Error"}, params=(_JOB_ID,))
+@operation(responses={200: "Job", 404: "Error", 409: "Error", 503: "Error"}, params=(_JOB_ID,))
 def delete_job(job_id: str) -> Response:
     """Delete an ended job with its upload, result and artifacts; returns the job as it was.
 
@@ -97,17 +97,15 @@ def delete_job(job_id: str) -> Response:
 
 
 def remove_job(job: Job) -> None:
-    """The ended job's rows, then its files (the upload only if no other job shares it); 409 while
-    the job is queued or running."""
+    """The ended job's files (the upload only if no other job shares it), then its rows; 409 while
+    the job is queued or running, 503 `storage_unavailable` (the job kept whole) while the store is away."""
     session, job_id = get_session(), str(job.id)
     if not job.job_status.is_terminal:
         raise ApiError(f"job {job_id} is {job.job_status.value}: cancel it first, then delete it",
                        code="job_active", status=409)
-    stored_name = retention.delete_ended_job(session=session, owner=current_owner(), job_id=job_id)
-    if stored_name is None:  # deleted by a concurrent request meanwhile
-        raise JobNotFoundError(f"no job with id {job_id!r}")
-    shared = retention.upload_in_use(session=session, stored_name=stored_name)
-    retention.remove_job_files(store=current_store(), job_id=job_id, stored_name=None if shared else stored_name)
+    if not retention.delete_job_with_files(session=session, store=current_store(), owner=current_owner(),
+                                           job_id=job_id):
+        raise JobNotFoundError(f"no job with id {job_id!r}")  # deleted by a concurrent request meanwhile
 
 
 @bp.get("/jobs/<job_id>/artifacts")

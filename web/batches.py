@@ -188,7 +188,7 @@ def cancel_batch(batch_id: str) -> tuple[Response, int]:
 
 
 @bp.delete("/<batch_id>")
-@operation(responses={200: "Batch", 404: "Error", 409: "Error"}, params=(_BATCH_ID,), tag="batches")
+@operation(responses={200: "Batch", 404: "Error", 409: "Error", 503: "Error"}, params=(_BATCH_ID,), tag="batches")
 def delete_batch(batch_id: str) -> Response:
     """Delete an ended batch with every item's upload, result and artifacts; 409 while items are active."""
     batch = load_batch(batch_id)
@@ -201,13 +201,11 @@ def delete_batch(batch_id: str) -> Response:
 
 
 def remove_batch(batch: Batch) -> None:
-    """Each ended item with its files, then the batch row."""
+    """Each ended item, its files before its rows, then the batch row. A store outage stops it with the
+    items not yet reached kept (503); deleting again finishes it."""
     session, owner = get_session(), current_owner()
     for item in batch_store.batch_items(session=session, batch_id=batch.id):
-        stored_name = retention.delete_ended_job(session=session, owner=owner, job_id=str(item.id))
-        shared = not stored_name or retention.upload_in_use(session=session, stored_name=stored_name)
-        retention.remove_job_files(store=current_store(), job_id=str(item.id),
-                                   stored_name=None if shared else stored_name)
+        retention.delete_job_with_files(session=session, store=current_store(), owner=owner, job_id=str(item.id))
     batch_store.delete_batch_row(session=session, batch=batch)
     session.commit()
 

@@ -48,3 +48,27 @@ def test_a_published_upload_withdrawn_for_a_missing_broker_leaves_the_bucket(s3_
     assert response.status_code == 503 and response.json["error"]["code"] == "queue_unavailable", response.json
     assert make_store(s3_settings).list("uploads") == [] and uploads(s3_settings) == []
     app.extensions["deepfake.db"]["engine"].dispose()
+
+
+def test_deleting_a_job_while_the_store_is_down_keeps_it_whole_and_a_later_delete_finishes(s3_settings, video_clip):
+    from tests.web.conftest import move_job
+
+    app = build_app(s3_settings)
+    client = app.test_client()
+    with open(video_clip, "rb") as video:
+        job_id = client.post("/api/v1/jobs", data={"video": (video, "clip.mp4")}).json["id"]
+    sessions = app.extensions["deepfake.db"]["session_factory"]
+    move_job(sessions, s3_settings, job_id, "succeeded")
+    assert make_store(s3_settings).list("uploads") != []
+    down = build_app(replace(s3_settings, s3_endpoint_url=f"http://127.0.0.1:{_closed_port()}"))
+
+    refused = down.test_client().delete(f"/api/v1/jobs/{job_id}")
+
+    assert refused.status_code == 503 and refused.json["error"]["code"] == "storage_unavailable", refused.json
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200  # the job, its result and its upload kept
+    assert make_store(s3_settings).list("uploads") != []
+    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 200
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    assert make_store(s3_settings).list("uploads") == []
+    for each in (app, down):
+        each.extensions["deepfake.db"]["engine"].dispose()
