@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cli.errors import CommandError
+from shared.gpus import gpu_count
 
 log = logging.getLogger("deepfake.serve")
 WORKER_STOP_GRACE_S = 10.0
@@ -165,11 +166,6 @@ def _wants_gpu(device: str) -> bool:
     # Checked without importing torch: the prefork pool's parent must never initialise CUDA (a child
     # forked after that cannot use it); each child makes its own CUDA context when it loads its model.
     return device == "cuda" or (device == "auto" and gpu_count() > 0)
-
-
-def gpu_count() -> int:
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
 
 
 # --- web -------------------------------------------------------------------------------------------

@@ -18,23 +18,23 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from shared import lanes, liveness
+from shared.gpus import resolved_device
 from shared.options import installed_checkpoints
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 REDIS_TIMEOUT_S = 2.0
-NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the driver sees, read without CUDA
 
 
 def describe_worker(settings: Settings) -> liveness.WorkerReport:
     """The device, the face detector `face_detector=auto` resolves to and the checkpoints of this worker."""
     # The engine's own choice (build_face_detector's search), so the report cannot drift from what jobs run.
-    from shared.model.faces.detector import _find_weights
+    from shared.model.faces.detector import find_retinaface_weights
 
-    device = _device(settings.device)
+    device = resolved_device(settings.device)
     weights_dir = Path(settings.weights_dir)
     checkpoints = tuple(installed_checkpoints(weights_dir) or ())
-    found = _find_weights(weights_dir, device=device, backbone=None, registry=None)
+    found = find_retinaface_weights(weights_dir, device=device, backbone=None, registry=None)
     if found is None:
         note = (f"no RetinaFace weights in {weights_dir} on this worker: faces are found with OpenCV's Haar "
                 "fallback, which misses profile and small faces (deepfake weights fetch retinaface-mobilenet0.25)")
@@ -43,13 +43,6 @@ def describe_worker(settings: Settings) -> liveness.WorkerReport:
     path, _, backbone = found
     return liveness.WorkerReport(device=device, detector=f"retinaface-{backbone}", detector_weights=path.name,
                                  detector_note=None, checkpoints=checkpoints)
-
-
-def _device(requested: str) -> str:
-    """DEVICE as the engine resolves it (`auto`: CUDA when a GPU is there), without initialising CUDA."""
-    if requested != "auto":
-        return requested
-    return "cuda" if NVIDIA_GPUS.is_dir() and any(NVIDIA_GPUS.iterdir()) else "cpu"
 
 
 class LivenessBeacon:

@@ -55,7 +55,7 @@ def build_face_detector(
     if kind == "opencv":
         return _haar(max_side), []
     device = _resolve_device(device)
-    found = _find_weights(Path(weights_dir), device=device, backbone=backbone, registry=registry)
+    found = find_retinaface_weights(Path(weights_dir), device=device, backbone=backbone, registry=registry)
     if found is not None:
         return _retinaface(found, device=device, max_side=max_side, score_threshold=score_threshold,
                            registry=registry, cache_dir=cache_dir, threads=threads), []
@@ -85,8 +85,11 @@ def _search_order(device: str, backbone: str | None) -> list[str]:
     return [first, "resnet50" if first == "mobilenet0.25" else "mobilenet0.25"]
 
 
-def _find_weights(weights_dir: Path, *, device: str, backbone: str | None,
-                  registry: Sequence[KnownWeights] | None) -> tuple[Path, KnownWeights | None, str] | None:
+def find_retinaface_weights(weights_dir: Path, *, device: str, backbone: str | None = None,
+                            registry: Sequence[KnownWeights] | None = None
+                            ) -> tuple[Path, KnownWeights | None, str] | None:
+    """The RetinaFace weights `build_face_detector` would load from `weights_dir` on `device`
+    ((path, registry entry, backbone)), or None: the one search, shared with the workers' reports."""
     for name in _search_order(device, backbone):
         found = find_detector_weights(weights_dir, backbone=name, registry=registry)
         if found is not None:

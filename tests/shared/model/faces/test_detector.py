@@ -58,9 +58,9 @@ def test_auto_uses_installed_mobilenet_on_cpu(tmp_path):
 def test_cuda_default_falls_back_to_the_backbone_present(tmp_path):
     save_pytorch_retinaface(random_retinaface("mobilenet0.25"), tmp_path / "detection_mobilenet0.25_Final.pth")
     # Asking for CUDA's default (ResNet50) finds only MobileNet0.25; the detector is built on CPU here.
-    from shared.model.faces.detector import _find_weights
+    from shared.model.faces.detector import find_retinaface_weights
 
-    path, entry, backbone = _find_weights(tmp_path, device="cuda", backbone=None, registry=None)
+    path, entry, backbone = find_retinaface_weights(tmp_path, device="cuda", backbone=None, registry=None)
     assert backbone == "mobilenet0.25" and entry.name == "retinaface-mobilenet0.25-pth"
     with pytest.raises(WeightsNotFoundError, match="Resnet50_Final.pth"):
         build_face_detector(kind="retinaface", backbone="resnet50", weights_dir=tmp_path)
