@@ -25,7 +25,6 @@ import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 import numpy as np
@@ -34,9 +33,10 @@ import torch
 from shared.errors import (
     DeviceUnavailableError, InvalidOptionsError, NoDecodableFramesError, UnsupportedFormatError,
 )
-from shared.media.probe import VideoInfo, probe_video, stream_duration_s
+from shared.media.probe import VideoInfo, probe_video
 from shared.media.source import check_local_file, open_container, video_stream
 from shared.model.types import Reason
+from shared.model.video.reader import INDEX_SLACK_FRAMES, StreamingReader, require_positive
 
 if TYPE_CHECKING:
     from torchcodec.decoders import VideoDecoder
@@ -51,9 +51,6 @@ NVDEC_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
 # and 4:4:4 depend on the GPU (HEVC 4:4:4 since Turing, 4:2:2 since Blackwell): left to the CPU.
 _HIGH_DEPTH_CODECS = frozenset({"hevc", "vp9", "av1"})
 _CUDA_TAG = re.compile(r"\+cu(\d+)(\d)$")  # torchcodec's local version: 0.17.0+cu130 is CUDA 13.0
-# The same slack as VideoReader's: an index may list a frame or two more than decode (edit lists).
-_INDEX_SLACK_FRAMES = 2
-_DURATION_SLACK_S = 0.5
 _SOURCE_LOCATION = re.compile(r"^.*\.cpp:\d+, ")  # torchcodec prefixes its errors with its C++ location
 
 
@@ -150,7 +147,7 @@ def _unsupported_pixel_format(info: VideoInfo) -> str | None:
     return None
 
 
-class DeviceVideoReader:
+class DeviceVideoReader(StreamingReader):
     """Streams frames in batches on `device` through torchcodec; the contract of VideoReader otherwise.
 
     Iterating yields DeviceFrameBatch objects, one batch alive at a time from the reader's side. With
@@ -160,6 +157,8 @@ class DeviceVideoReader:
     `decoder_name` is "nvdec" on CUDA ("torchcodec-cpu" if torchcodec fell back for this file; then
     `fallback` says why) and "torchcodec-cpu" on the CPU.
     """
+
+    _decode_error_unit = "frame(s)"
 
     def __init__(
         self,
@@ -171,7 +170,7 @@ class DeviceVideoReader:
         device: torch.device | str = "cuda",
         threads: int = 0,
     ) -> None:
-        _require_positive(batch_size=batch_size, frame_stride=frame_stride)
+        require_positive(batch_size=batch_size, frame_stride=frame_stride, max_side=None)
         self.device = torch.device(device)
         _require_decoder(self.device)
         self.threads = max(0, int(threads))
@@ -182,33 +181,8 @@ class DeviceVideoReader:
         self.frame_stride = frame_stride
         self.decoder_name = NVDEC if self.device.type == "cuda" else TORCHCODEC_CPU
         self.fallback: Reason | None = None
-        self.problems: list[Reason] = []
-        self.frames_decoded = 0
-        self._decode_errors: list[str] = []
+        self._reset()
         self._active: Iterator[DeviceFrameBatch] | None = None
-
-    def __iter__(self) -> Iterator[DeviceFrameBatch]:
-        """Decode from the start; a second iteration starts over."""
-        self.close()
-        self.problems = []
-        self.frames_decoded = 0
-        self._decode_errors = []
-        self._active = self._batches()
-        return self._active
-
-    def close(self) -> None:
-        """Stop decoding and release the file and the decoder."""
-        if self._active is not None:
-            self._active.close()  # runs the generator's cleanup: the decoder is dropped, the file closed
-            self._active = None
-
-    def __enter__(self) -> DeviceVideoReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def output_size(self) -> tuple[int, int]:
         """(width, height) of the yielded frames: the upright display size."""
@@ -271,7 +245,7 @@ class DeviceVideoReader:
     def _note_failure(self, error: RuntimeError, *, total: int) -> None:
         """A failure with frames still to come is a cut; at the very end, a decode error."""
         expected = max(total, self.info.frames if self.info.frames_exact else 0)
-        if expected - self.frames_decoded > _INDEX_SLACK_FRAMES:
+        if expected - self.frames_decoded > INDEX_SLACK_FRAMES:
             self._note_truncated(f"the decoder failed: {_plain(error)}")
         else:
             self._decode_errors.append(_plain(error))
@@ -282,45 +256,9 @@ class DeviceVideoReader:
             self.fallback = Reason("cpu_decoding", f"NVDEC could not decode this file ({decoder.cpu_fallback}); "
                                                    "frames were decoded on the CPU")
 
-    def _finish(self, last_time: float | None) -> None:
-        """Note decode errors and a stream that ended early; raise when nothing decoded."""
-        if self._decode_errors:
-            self.problems.append(Reason(
-                "decode_errors",
-                f"{len(self._decode_errors)} frame(s) could not be decoded (last: {self._decode_errors[-1]})",
-            ))
-        if not any(p.code == "truncated" for p in self.problems):
-            self._check_complete(last_time)
-        if self.frames_decoded == 0:
-            details = "; ".join(p.message for p in self.problems) or "the stream holds no frames"
-            raise NoDecodableFramesError(f"no frame of {self.path} could be decoded: {details}")
-
-    def _check_complete(self, last_time: float | None) -> None:
-        info = self.info
-        if info.frames_exact:
-            if self.frames_decoded < info.frames - _INDEX_SLACK_FRAMES:
-                self._note_truncated(f"the container's index lists {info.frames} frames")
-            return
-        stated = self._stated_end_s()
-        end = (last_time or 0.0) + 1.0 / info.fps
-        if stated is not None and stated - end > max(_DURATION_SLACK_S, 3.0 / info.fps):
-            self._note_truncated(f"the stream ended at {end:.2f} s of its stated {stated:.2f} s")
-
     def _stated_end_s(self) -> float | None:
-        """The video's own stated length; the container's only when no audio track could stretch it."""
         with open_container(self.path) as container:
-            own = stream_duration_s(video_stream(container, name=self.path))
-        if own is not None:
-            return own
-        return None if self.info.has_audio else self.info.duration_s
-
-    def _note_truncated(self, message: str) -> None:
-        approx = "" if self.info.frames_exact else "~"
-        self.problems.append(Reason(
-            "truncated",
-            f"decoding stopped at frame {self.frames_decoded} of {approx}{self.info.frames}: {message}; "
-            "the rest was not analysed",
-        ))
+            return self._stated_length(video_stream(container, name=self.path))
 
 
 class _Clock:
@@ -371,12 +309,6 @@ def _require_decoder(device: torch.device) -> None:
         raise InvalidOptionsError(f"torchcodec decodes on cpu or cuda, not {device.type}")
     elif not torchcodec_available():
         raise DeviceUnavailableError("torchcodec is not installed (requirements/gpu.txt)")
-
-
-def _require_positive(*, batch_size: int, frame_stride: int) -> None:
-    for name, value in (("batch_size", batch_size), ("frame_stride", frame_stride)):
-        if not isinstance(value, int) or value < 1:
-            raise InvalidOptionsError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _plain(exc: BaseException) -> str:

@@ -21,12 +21,100 @@ from shared.media.source import check_local_file, open_container, video_stream
 
 # A count from the container's index may exceed the decoded frames by a little without the file
 # being cut (edit lists drop a leading frame or two); below that slack nothing is reported.
-_INDEX_SLACK_FRAMES = 2
+INDEX_SLACK_FRAMES = 2
 # Without an index, the stream counts as cut when it ends this much before its stated duration.
-_DURATION_SLACK_S = 0.5
+DURATION_SLACK_S = 0.5
 
 
-class VideoReader:
+class StreamingReader:
+    """What every reader shares: iteration that starts over, closing, and the account of what went
+    wrong (`problems`: a `truncated` file, `decode_errors`; `frames_decoded`), with one rule for when a
+    stream ended early. Subclasses set `path`, `info`, `batch_size` and `frame_stride`, call
+    `_reset()` in `__init__`, and implement `_batches()` (which ends by calling `_finish`) and
+    `_stated_end_s()`."""
+
+    path: Path
+    info: VideoInfo
+    _decode_error_unit = "packet(s)"  # what a decode error lost, in the decoder's own terms
+
+    def _reset(self) -> None:
+        self.problems: list[Reason] = []
+        self.frames_decoded = 0
+        self._decode_errors: list[str] = []
+
+    def __iter__(self) -> Iterator:
+        """Decode from the start; a second iteration starts over."""
+        self.close()
+        self._reset()
+        self._active = self._batches()
+        return self._active
+
+    def _batches(self) -> Iterator:
+        raise NotImplementedError
+
+    def _stated_end_s(self) -> float | None:
+        """The video's own stated length (None: unknown), against which a stream without an index is judged."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop decoding and release the file and the decoder."""
+        active, self._active = getattr(self, "_active", None), None
+        if active is not None:
+            active.close()  # runs the generator's cleanup: the decoder and the file close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _finish(self, last_time: float | None) -> None:
+        """Note decode errors and a stream that ended early; raise when nothing decoded."""
+        if self._decode_errors:
+            self.problems.append(Reason(
+                "decode_errors",
+                f"{len(self._decode_errors)} {self._decode_error_unit} could not be decoded and were skipped "
+                f"(last: {self._decode_errors[-1]})",
+            ))
+        if not any(p.code == "truncated" for p in self.problems):
+            self._check_complete(last_time)
+        if self.frames_decoded == 0:
+            details = "; ".join(p.message for p in self.problems) or "the stream holds no frames"
+            raise NoDecodableFramesError(f"no frame of {self.path} could be decoded: {details}")
+
+    def _check_complete(self, last_time: float | None) -> None:
+        info = self.info
+        if info.frames_exact:
+            if self.frames_decoded < info.frames - INDEX_SLACK_FRAMES:
+                self._note_truncated(self._last_error() or f"the container's index lists {info.frames} frames")
+            return
+        stated = self._stated_end_s()
+        end = (last_time or 0.0) + 1.0 / info.fps
+        if stated is not None and stated - end > max(DURATION_SLACK_S, 3.0 / info.fps):
+            self._note_truncated(self._last_error() or f"the stream ended at {end:.2f} s of its stated {stated:.2f} s")
+
+    def _stated_length(self, stream: av.video.stream.VideoStream) -> float | None:
+        """The video's own stated length; the container's only when no audio track could stretch it."""
+        own = stream_duration_s(stream)
+        if own is not None:
+            return own
+        return None if self.info.has_audio else self.info.duration_s
+
+    def _last_error(self) -> str | None:
+        return self._decode_errors[-1] if self._decode_errors else None
+
+    def _note_truncated(self, message: str) -> None:
+        approx = "" if self.info.frames_exact else "~"
+        self.problems.append(Reason(
+            "truncated",
+            f"decoding stopped at frame {self.frames_decoded} of {approx}{self.info.frames}: {message}; "
+            "the rest was not analysed",
+        ))
+
+
+class VideoReader(StreamingReader):
     """Streams frames in batches; never holds more than one batch (plus the decoder's buffers).
 
     Iterating yields FrameBatch objects: source frame indices (0-based, presentation order),
@@ -55,41 +143,16 @@ class VideoReader:
         max_side: int | None = None,
         threads: int = 0,
     ) -> None:
-        _require_positive(batch_size=batch_size, frame_stride=frame_stride, max_side=max_side)
+        require_positive(batch_size=batch_size, frame_stride=frame_stride, max_side=max_side)
         self.threads = max(0, int(threads))
         self.path = check_local_file(path)
         self.info = info if info is not None else probe_video(self.path)
         self.batch_size = batch_size
         self.frame_stride = frame_stride
         self.max_side = max_side
-        self.problems: list[Reason] = []
-        self.frames_decoded = 0
-        self._decode_errors: list[str] = []
+        self._reset()
         self._active: Iterator[FrameBatch] | None = None
-        self._stated_end_s: float | None = None
-
-    def __iter__(self) -> Iterator[FrameBatch]:
-        """Decode from the start; a second iteration starts over."""
-        self.close()
-        self.problems = []
-        self.frames_decoded = 0
-        self._decode_errors = []
-        self._active = self._batches()
-        return self._active
-
-    def close(self) -> None:
-        """Stop decoding and release the file and the decoder."""
-        if self._active is not None:
-            self._active.close()  # runs the generator's cleanup: the container and file close
-            self._active = None
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self._stated_end: float | None = None
 
     def output_size(self) -> tuple[int, int]:
         """(width, height) of the yielded frames: the display size, downscaled to `max_side` if set."""
@@ -104,7 +167,7 @@ class VideoReader:
             stream = video_stream(container, name=self.path)
             stream.thread_type = "AUTO"  # frame threading: measured faster in bench/decode_bench.py
             stream.codec_context.thread_count = self.threads
-            self._stated_end_s = self._stated_duration(stream)
+            self._stated_end = self._stated_length(stream)
             builder = _BatchBuilder(self, stream)
             last_time = None
             for frame in self._decoded_frames(container, stream):
@@ -121,13 +184,6 @@ class VideoReader:
                 yield batch
         self._finish(last_time)
 
-    def _stated_duration(self, stream: av.video.stream.VideoStream) -> float | None:
-        """The video's own stated length; the container's only when no audio track could stretch it."""
-        own = stream_duration_s(stream)
-        if own is not None:
-            return own
-        return None if self.info.has_audio else self.info.duration_s
-
     def _decoded_frames(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[av.VideoFrame]:
@@ -143,41 +199,8 @@ class VideoReader:
         except (av.error.FFmpegError, OSError) as exc:
             self._note_truncated(f"reading the file failed: {exc}")
 
-    def _finish(self, last_time: float | None) -> None:
-        """Note decode errors and a stream that ended early; raise when nothing decoded."""
-        if self._decode_errors:
-            self.problems.append(Reason(
-                "decode_errors",
-                f"{len(self._decode_errors)} packet(s) could not be decoded and were skipped "
-                f"(last: {self._decode_errors[-1]})",
-            ))
-        if not any(p.code == "truncated" for p in self.problems):
-            self._check_complete(last_time)
-        if self.frames_decoded == 0:
-            details = "; ".join(p.message for p in self.problems) or "the stream holds no frames"
-            raise NoDecodableFramesError(f"no frame of {self.path} could be decoded: {details}")
-
-    def _check_complete(self, last_time: float | None) -> None:
-        info = self.info
-        if info.frames_exact:
-            if self.frames_decoded < info.frames - _INDEX_SLACK_FRAMES:
-                self._note_truncated(self._last_error() or f"the container's index lists {info.frames} frames")
-            return
-        stated = self._stated_end_s
-        end = (last_time or 0.0) + 1.0 / info.fps
-        if stated is not None and stated - end > max(_DURATION_SLACK_S, 3.0 / info.fps):
-            self._note_truncated(self._last_error() or f"the stream ended at {end:.2f} s of its stated {stated:.2f} s")
-
-    def _last_error(self) -> str | None:
-        return self._decode_errors[-1] if self._decode_errors else None
-
-    def _note_truncated(self, message: str) -> None:
-        approx = "" if self.info.frames_exact else "~"
-        self.problems.append(Reason(
-            "truncated",
-            f"decoding stopped at frame {self.frames_decoded} of {approx}{self.info.frames}: {message}; "
-            "the rest was not analysed",
-        ))
+    def _stated_end_s(self) -> float | None:
+        return self._stated_end
 
 
 class _BatchBuilder:
@@ -245,7 +268,7 @@ class _BatchBuilder:
         return batch
 
 
-def _require_positive(*, batch_size: int, frame_stride: int, max_side: int | None) -> None:
+def require_positive(*, batch_size: int, frame_stride: int, max_side: int | None) -> None:
     for name, value in (("batch_size", batch_size), ("frame_stride", frame_stride)):
         if not isinstance(value, int) or value < 1:
             raise InvalidOptionsError(f"{name} must be a positive integer, got {value!r}")
