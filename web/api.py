@@ -126,11 +126,17 @@ def get_artifact(job_id: str, name: str) -> Response:
     if not _ARTIFACT_NAME.match(name):
         raise ArtifactNotFoundError(f"no artifact named {name!r}")
     artifact = job_store.get_artifact(session=get_session(), owner=current_owner(), job_id=job.id, name=name)
-    path = _artifact_path(artifact.path if artifact else None)
-    if path is None:
-        raise ArtifactNotFoundError(f"job {job_id} has no artifact named {name!r}")
-    # conditional: Range → 206 / 416 and ETag → 304, which a <video> needs to seek; cached privately only (web.security)
-    return send_file(path, mimetype=artifact.media_type, conditional=True)
+    for _ in range(2):  # a fetched copy another request evicts before it is opened here is fetched again
+        path = _artifact_path(artifact.path if artifact else None)
+        if path is None:
+            break
+        try:
+            # conditional: Range → 206 / 416 and ETag → 304, which a <video> needs to seek; cached privately
+            # only (web.security). send_file opens the file now: once open, an eviction cannot hurt it.
+            return send_file(path, mimetype=artifact.media_type, conditional=True)
+        except FileNotFoundError:
+            continue
+    raise ArtifactNotFoundError(f"job {job_id} has no artifact named {name!r}")
 
 
 @bp.get("/openapi.json")

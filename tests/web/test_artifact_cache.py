@@ -125,6 +125,26 @@ def test_a_file_evicted_while_its_response_streams_is_delivered_whole(s3_web):
     assert len(received) == len(big) and received == big
 
 
+def test_a_copy_evicted_between_its_fetch_and_its_opening_is_fetched_again(s3_web, monkeypatch):
+    import web.api
+
+    _, app, finish = s3_web
+    payload = _payload(2048, 9)
+    job_id = finish(payload)
+    fetch, evicted = web.api.artifact_file, []
+
+    def evicted_once(relative):  # another request's eviction lands right after this fetch, once
+        path = fetch(relative)
+        if not evicted:
+            path.unlink()
+            evicted.append(path)
+        return path
+
+    monkeypatch.setattr(web.api, "artifact_file", evicted_once)
+    response = app.test_client().get(_url(job_id))
+    assert evicted and response.status_code == 200 and response.data == payload
+
+
 def test_concurrent_requests_fetch_and_evict_without_errors_or_partial_files(s3_web):
     web, app, finish = s3_web
     payloads = {finish(_payload(200 * 1024, seed)): _payload(200 * 1024, seed) for seed in range(8)}
