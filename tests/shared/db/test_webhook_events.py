@@ -23,6 +23,16 @@ def _job(session, *, batch=None) -> str:
                            upload_size=1, upload_sha256="0" * 64).id
 
 
+def _armed_event(session) -> str:
+    """A job's subscribed event, armed by the job's end and committed: due for its first attempt."""
+    job_id = _job(session)
+    event_id = event_store.subscribe(session=session, url=URL, job_id=job_id).id
+    _end(session, job_id)
+    event_store.arm_job(session=session, job_id=job_id)
+    session.commit()
+    return event_id
+
+
 def _end(session, job_id: str) -> None:
     jobs.claim_job(session=session, job_id=job_id, worker="w", stale_after_s=60)
     jobs.complete_job(session=session, job_id=job_id, result={"verdict": "FAKE", "fake_probability": 0.9})
@@ -51,11 +61,7 @@ def test_a_job_s_event_is_armed_once_when_the_job_ends(db_session_factory):
 
 def test_one_attempt_at_a_time_and_a_delivered_event_is_never_taken_again(db_session_factory):
     with db_session_factory() as session:
-        job_id = _job(session)
-        event_id = event_store.subscribe(session=session, url=URL, job_id=job_id).id
-        _end(session, job_id)
-        event_store.arm_job(session=session, job_id=job_id)
-        session.commit()
+        event_id = _armed_event(session)
 
         first = event_store.take_attempt(session=session, event_id=event_id, lease_s=60)
         assert first.attempts == 1
@@ -74,11 +80,7 @@ def test_one_attempt_at_a_time_and_a_delivered_event_is_never_taken_again(db_ses
 
 def test_an_overdue_event_is_sent_again_once(db_session_factory):
     with db_session_factory() as session:
-        job_id = _job(session)
-        event_id = event_store.subscribe(session=session, url=URL, job_id=job_id).id
-        _end(session, job_id)
-        event_store.arm_job(session=session, job_id=job_id)
-        session.commit()
+        event_id = _armed_event(session)
         assert event_store.lost_events(session=session, overdue_s=60) == []
 
         event_store.take_attempt(session=session, event_id=event_id, lease_s=60)
@@ -94,11 +96,7 @@ def test_an_overdue_event_is_sent_again_once(db_session_factory):
 
 def test_a_given_up_event_is_neither_due_nor_lost(db_session_factory):
     with db_session_factory() as session:
-        job_id = _job(session)
-        event_id = event_store.subscribe(session=session, url=URL, job_id=job_id).id
-        _end(session, job_id)
-        event_store.arm_job(session=session, job_id=job_id)
-        session.commit()
+        event_id = _armed_event(session)
         event_store.take_attempt(session=session, event_id=event_id, lease_s=60)
         event_store.record_failure(session=session, event_id=event_id, attempt=1, error="HTTP 404", retry_at=None)
         assert event_store.take_attempt(session=session, event_id=event_id, lease_s=60) is None
