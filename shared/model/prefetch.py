@@ -55,6 +55,11 @@ class Prefetcher(Iterator[T]):
             raise item
         return item  # type: ignore[return-value]
 
+    def is_ahead(self) -> bool:
+        """Whether the producer is ahead of its consumer: at least half of the queue is filled, so it
+        spends its time waiting for room rather than working."""
+        return self._queue.qsize() * 2 >= self._queue.maxsize
+
     def close(self) -> None:
         """Stop the producer and wait for it, so the source can be closed safely."""
         self._stop.set()

@@ -16,7 +16,7 @@ class Trunk(Protocol):
     backend: str
     precision: str
 
-    def embed(self, batch: Tensor) -> Tensor: ...
+    def embed(self, batch: Tensor, *, streams: int | None = None) -> Tensor: ...
 
 
 class Embedder:
@@ -57,13 +57,15 @@ class Embedder:
     def feature_dim(self) -> int:
         return int(self.model.feature_dim)
 
-    def __call__(self, crops: np.ndarray | Tensor) -> Tensor:
+    def __call__(self, crops: np.ndarray | Tensor, *, streams: int | None = None) -> Tensor:
         """Crops as (N, S, S, 3) uint8 RGB on the host, or (N, 3, S, S) uint8 RGB tensors where they
-        were cut (on the GPU they stay there)."""
+        were cut (on the GPU they stay there). `streams` caps how many of the trunk's parallel
+        streams run the batch (None: all)."""
         batch = self.preprocess.to_uint8_nchw(crops)
         if len(batch) == 0:
             return torch.empty(0, self.feature_dim)
-        chunks = [self.trunk.embed(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+        chunks = [self.trunk.embed(batch[i : i + self.batch_size], streams=streams)
+                  for i in range(0, len(batch), self.batch_size)]
         return torch.cat(chunks)
 
     def feature_maps(self, crops: np.ndarray) -> Tensor:

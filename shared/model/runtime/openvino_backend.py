@@ -97,10 +97,13 @@ class OpenVINOTrunk:
         self.preprocess = preprocess
         self._lock = threading.Lock()  # trunks are cached per process and may be shared by threads
 
-    def embed(self, batch: Tensor) -> Tensor:
-        """(N, 3, S, S) uint8 in network channel order → (N, D) float32."""
+    def embed(self, batch: Tensor, *, streams: int | None = None) -> Tensor:
+        """(N, 3, S, S) uint8 in network channel order → (N, D) float32. The batch is split over
+        `streams` of the compiled model's streams (one thread each; None: all of them), so the CNN
+        can leave a core to a producer that is working beside it."""
         x = self.preprocess.normalise(batch).numpy()
-        parts = np.array_split(x, min(len(self.requests), len(x)))
+        count = len(self.requests) if streams is None else max(1, min(int(streams), len(self.requests)))
+        parts = np.array_split(x, min(count, len(x)))
         outputs = []
         with self._lock:
             for request, part in zip(self.requests, parts):

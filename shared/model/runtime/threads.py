@@ -48,13 +48,31 @@ class ThreadBudget:
         return max(1, self.cores // 2)
 
     @property
+    def consumer(self) -> int:
+        """The CNN's share while the producer is working: the cores the producer leaves (at least one).
+        All of them would put three busy threads on two cores, which measured ×0.77 of the speed of
+        two on an int8 trunk here (context switches between the CNN's streams and the decoder); when
+        the producer waits on a full queue the CNN takes every core again (`WindowConsumer`)."""
+        return max(1, self.cores - self.producer)
+
+    def torch_threads(self, trunk_backend: str) -> int:
+        """torch's intra-op pool: the CNN's whole share when torch runs the trunk; when OpenVINO does,
+        torch only normalises crops and runs the LSTM head beside the busy producer, so it keeps to
+        the consumer's share (two threads there waited on each other: 1.7 s against 0.7 s of head
+        for a 1-minute clip)."""
+        return self.cnn if trunk_backend == "torch" else self.consumer
+
+    @property
     def pin_threads(self) -> bool:
         """Pin OpenVINO's threads to cores only when it has the machine to itself: pinned threads
         that share cores with the producer and other workers wait on each other."""
         return self.cores >= available_cores() and self.cores > 2
 
-    def apply_to_torch(self) -> None:
-        """torch's intra-op pool is per process: size it once, before the first analysis."""
+    def apply_to_torch(self, trunk_backend: str = "torch") -> None:
+        """torch's intra-op pool is per process: sized before loading and again before each analysis
+        (`torch_threads`: it depends on which library runs that analysis's trunk)."""
         import torch
 
-        torch.set_num_threads(self.cnn)
+        wanted = self.torch_threads(trunk_backend)
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)

@@ -47,8 +47,9 @@ class TorchTrunk:
             return nullcontext()
         return torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=self.precision != "fp32")
 
-    def embed(self, batch: Tensor) -> Tensor:
-        """(N, 3, S, S) uint8 in network channel order → (N, D) float32 on the CPU."""
+    def embed(self, batch: Tensor, *, streams: int | None = None) -> Tensor:
+        """(N, 3, S, S) uint8 in network channel order → (N, D) float32 on the CPU. `streams` is
+        OpenVINO's notion: torch's pool is sized per process (`ThreadBudget.torch_threads`)."""
         with torch.inference_mode(), self._cudnn(), self._autocast():
             feats = self.model.embed(self._prepare(batch))
         return feats.float().cpu()

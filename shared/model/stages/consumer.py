@@ -12,6 +12,8 @@ import itertools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
@@ -95,8 +97,13 @@ class _TopWindows:
 class WindowConsumer:
     """Embeds crops, fills each track's windows and scores the complete ones."""
 
-    def __init__(self, *, engine, plan: WindowPlan, options, feature_checkpoint=None) -> None:
+    def __init__(self, *, engine, plan: WindowPlan, options, feature_checkpoint=None,
+                 producer_ahead: Callable[[], bool] | None = None) -> None:
+        """`producer_ahead` says whether the stage feeding this one is ahead of it (waiting for room,
+        not working): then the CNN runs on every core of the engine's share, else on the cores the
+        producer leaves it (`ThreadBudget.consumer`). None: always every core."""
         self.engine = engine
+        self._producer_ahead = producer_ahead
         # shared.model.resume.FeatureCheckpoint: replays an earlier attempt's features, records this one's.
         self.feature_checkpoint = feature_checkpoint
         self.plan = plan
@@ -155,10 +162,12 @@ class WindowConsumer:
             owners = [o for _, group in self._pending_crops for o in group]
             self._pending_crops, self._pending_count = [], 0
             start = time.perf_counter()
+            streams = self._streams()
+            compute = self.engine.embedder if streams is None else partial(self.engine.embedder, streams=streams)
             if self.feature_checkpoint is None:
-                features = self.engine.embedder(crops)
+                features = compute(crops)
             else:  # the recording is keyed by the host crops' bytes, on every device alike
-                features = self.feature_checkpoint.embed(host_crops, self.engine.embedder)
+                features = self.feature_checkpoint.embed(host_crops, compute)
             self.timings["embed_s"] += time.perf_counter() - start
             crops = host_crops
             if self.per_frame_outputs:
@@ -168,6 +177,14 @@ class WindowConsumer:
             self._push_features(features, crops, owners)
         self._close_ended()
         self._score_ready()
+
+    def _streams(self) -> int | None:
+        """How many of the trunk's streams this batch may use: None (all) while the producer is ahead
+        or nothing says, else the cores the working producer leaves."""
+        threads = getattr(self.engine, "threads", None)
+        if threads is None or self._producer_ahead is None or self._producer_ahead():
+            return None
+        return threads.consumer
 
     def _frame_outputs(self, features: torch.Tensor) -> torch.Tensor:
         """The seed model's per-frame LSTM outputs: independent of the window, so computed once."""

@@ -80,11 +80,13 @@ def run_analysis(path: Path, *, info, engine, options, on_progress: ProgressCall
                             crop_margin=options.crop_margin, frame_s=_analysed_frame_s(info, options),
                             crop_threads=threads.producer)
     plan = WindowPlan.of(options, engine.spec)
-    consumer = WindowConsumer(engine=engine, plan=plan, options=options, feature_checkpoint=feature_checkpoint)
+    threads.apply_to_torch(engine.embedder.backend)
     progress = _ProgressReporter(on_progress, expected_frames=-(-info.frames // options.frame_stride))
     depth = max(2, -(-CNN_BATCHES_AHEAD * options.batch_size // decode_batch))
     recorder = _preview_recorder(preview_dir, info=info, options=options, threads=threads.producer)
     batches = Prefetcher(producer.batches(reader if recorder is None else recorder.tap(reader)), depth=depth)
+    consumer = WindowConsumer(engine=engine, plan=plan, options=options, feature_checkpoint=feature_checkpoint,
+                              producer_ahead=batches.is_ahead)
     decoded = False
     try:
         for prepared in batches:

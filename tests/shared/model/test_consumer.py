@@ -67,3 +67,30 @@ def test_short_and_unconfident_tracks_are_ignored_and_counted():
     assert (scored.ignored_tracks, scored.unconfident_tracks) == (1, 1)
     assert set(scored.windows) == {2}
     assert scored.frames_analyzed == 14 and scored.last_index == 13
+
+
+class _StreamsSeen(_Embedder):
+    def __init__(self) -> None:
+        self.streams: list[int | None] = []
+
+    def __call__(self, crops: np.ndarray, *, streams: int | None = None) -> torch.Tensor:
+        self.streams.append(streams)
+        return super().__call__(crops)
+
+
+def test_the_cnn_leaves_a_working_producer_its_cores():
+    """While the producer works, the CNN runs on the cores it leaves; when the producer is ahead
+    (waiting for room) it takes all of them."""
+    from shared.model.runtime.threads import ThreadBudget
+
+    ahead = [False]
+    embedder = _StreamsSeen()
+    engine = SimpleNamespace(embedder=embedder, model=object(), spec=SimpleNamespace(fake_index=1),
+                             device=torch.device("cpu"), threads=ThreadBudget(cores=4))
+    consumer = WindowConsumer(engine=engine, plan=WindowPlan(length=4, stride=4, threshold=0.5),
+                              options=AnalysisOptions(batch_size=4, min_track_frames=3, heatmaps=0),
+                              producer_ahead=lambda: ahead[0])
+    consumer.accept(_batch(1, range(0, 4)))
+    ahead[0] = True
+    consumer.accept(_batch(1, range(4, 8)))
+    assert embedder.streams == [2, None]

@@ -57,3 +57,20 @@ def test_the_queue_is_bounded_and_close_stops_the_producer():
     items.close()
     assert not items._thread.is_alive()
     assert produced == [0, 1, 2, 3]  # closing took nothing more from the source
+
+
+def test_is_ahead_while_the_queue_is_at_least_half_full():
+    release = threading.Event()
+
+    def source():
+        yield 0
+        release.wait(timeout=60)  # the producer "works" on item 1 until released
+        yield from range(1, 100)
+
+    items = Prefetcher(source(), depth=4)
+    assert next(items) == 0
+    assert not items.is_ahead()  # its consumer has taken everything: the producer is working
+    release.set()
+    wait_for(items._queue.full, timeout=60, interval=0.001, what="the queue to fill")
+    assert items.is_ahead()  # four items wait: it is waiting for room, not working
+    items.close()

@@ -210,3 +210,16 @@ def test_precisions_are_measured_on_real_crops_against_fp32(tiny) -> None:
     assert all(m.crops_per_s > 0 for m in measured)
     # bf16 keeps 8 bits of mantissa: the windows move, a little.
     assert 0.0 < measured[1].delta <= 0.05
+
+
+def test_a_batch_on_fewer_openvino_streams_gives_the_same_features(tiny, crops, tmp_path: Path) -> None:
+    """The consumer runs the trunk on one stream while the producer works beside it, on every stream
+    otherwise: the features must not depend on which."""
+    pytest.importorskip("openvino")
+    model, spec = tiny
+    embedder = build_embedder(model, spec, device=CPU, precision="fp32", backend="openvino", cache_dir=tmp_path,
+                              threads=2)
+    assert len(embedder.trunk.requests) == 2  # one stream per thread
+    every = embedder(crops)
+    one = embedder(crops, streams=1)
+    torch.testing.assert_close(one, every, rtol=0, atol=1e-5)
