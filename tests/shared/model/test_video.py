@@ -71,6 +71,15 @@ def test_reader_yields_every_frame_in_batches(clip: Path, source: np.ndarray) ->
     assert reader.frames_decoded == 20 and reader.problems == []
 
 
+@pytest.mark.parametrize("max_side", [None, 100])
+def test_the_thread_budget_changes_no_pixel(clip: Path, max_side: int | None) -> None:
+    """The engine decodes and converts to RGB on its share of the cores (one thread on two cores);
+    FFmpeg's own choice (a thread per core) gives the same frames, shrunk or not."""
+    *_, capped = _read(clip, threads=1, max_side=max_side)
+    *_, free = _read(clip, threads=0, max_side=max_side)
+    np.testing.assert_array_equal(capped, free)
+
+
 def test_frame_stride_keeps_every_kth_frame(clip: Path) -> None:
     _, _, _, every = _read(clip)
     reader, indices, times, strided = _read(clip, frame_stride=3, batch_size=4)
