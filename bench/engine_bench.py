@@ -162,14 +162,14 @@ producer = CropProducer(detector=detector, detect_every=5, full_detect_every=6, 
                         frame_s=1.0 / info.fps, crop_threads=1)
 decoded = 0  # decoding to RGB batches alone (at most the first 3,600 frames)
 start = time.perf_counter()
-with VideoReader(video, batch_size=batch, info=info, threads=1) as alone:
+with VideoReader(video, batch_size=batch, info=info, threads=1, stacked=False) as alone:
     for frame_batch in alone:
         decoded += len(frame_batch)
         if decoded >= 3600:
             break
 decode_alone_ms = 1000 * (time.perf_counter() - start) / decoded
 frames = crops = 0
-reader = VideoReader(video, batch_size=batch, info=info, threads=1)
+reader = VideoReader(video, batch_size=batch, info=info, threads=1, stacked=False)
 start = time.perf_counter()
 for prepared in producer.batches(reader):
     frames += prepared.count

@@ -183,7 +183,7 @@ class PreviewRecorder:
         self._seen += len(batch.times_s)
         if kept and self._writer is not None:
             frames = batch.frames
-            if not isinstance(frames, np.ndarray):
+            if not isinstance(frames, (np.ndarray, tuple)):  # decoded on a device
                 frames = _host_frames(frames[kept], size=self._size)
                 kept_frames = zip(frames, batch.times_s[kept])
             else:

@@ -28,7 +28,10 @@ class Detection:
 
 @dataclass
 class FrameBatch:
-    """Consecutive decoded frames. `frames` is (N, H, W, 3) uint8 **RGB**, already rotated upright.
+    """Consecutive decoded frames, uint8 **RGB**, already rotated upright: `frames` is one (N, H, W, 3)
+    array, or a tuple of N (H, W, 3) arrays where the converter wrote each picture (the engine's
+    reader: `VideoReader(stacked=False)`), or an (N, 3, H, W) tensor where the frames were decoded
+    on a device. `stacked_frames` gives any of them as one array or tensor.
 
     `indices` are source-video frame indices (decode order, 0-based); `times_s` presentation times
     in seconds from the stream's start, taken from the stream's timestamps (correct for VFR).
@@ -36,10 +39,28 @@ class FrameBatch:
 
     indices: np.ndarray
     times_s: np.ndarray
-    frames: np.ndarray
+    frames: np.ndarray | tuple[np.ndarray, ...]
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+
+def stacked_frames(frames, positions: list[int] | None = None):
+    """A batch's `frames` (any form FrameBatch allows, or a device batch's tensor) at `positions`
+    (all: None) as one (M, H, W, 3) array, or as an (M, 3, H, W) tensor where they were decoded."""
+    if isinstance(frames, tuple):
+        chosen = frames if positions is None else [frames[i] for i in positions]
+        return np.stack(chosen) if chosen else np.empty((0, 0, 0, 3), dtype=np.uint8)
+    return frames if positions is None else frames[positions]
+
+
+def frame_size(frames) -> tuple[int, int]:
+    """(height, width) of a batch's `frames`, in any form FrameBatch allows or a device tensor."""
+    if isinstance(frames, tuple):
+        return tuple(frames[0].shape[:2])
+    if isinstance(frames, np.ndarray):
+        return tuple(frames.shape[1:3])
+    return tuple(frames.shape[2:4])  # (N, 3, H, W) on a device
 
 
 @dataclass(frozen=True)

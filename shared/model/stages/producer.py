@@ -17,7 +17,7 @@ import torch
 from shared.model.crops import crop_faces, whole_frames
 from shared.model.track_boxes import BoxSample, BoxSampler
 from shared.model.tracking import FaceTracker, TrackedBox, patience_rounds
-from shared.model.types import FrameBatch
+from shared.model.types import FrameBatch, frame_size, stacked_frames
 
 WHOLE_FRAME_TRACK = 0  # without a face detector the whole frame is one track
 # PIL releases the GIL while resizing; more threads than this stop paying on the frame sizes seen.
@@ -113,7 +113,7 @@ class CropProducer:
         """Boxes per frame of the batch: detect every k-th analysed frame, carry boxes between."""
         count = len(batch)
         if self.detector is None:
-            height, width = _frame_size(batch.frames)
+            height, width = frame_size(batch.frames)
             whole = np.array([0, 0, width, height], dtype=np.float32)
             return [[TrackedBox(track_id=WHOLE_FRAME_TRACK, box=whole, score=1.0, detected=True)]
                     for _ in range(count)]
@@ -121,7 +121,7 @@ class CropProducer:
         if hasattr(self.detector, "detect_near"):
             return self._track_near(batch, positions)
         start = time.perf_counter()
-        detections = self.detector.detect(batch.frames[positions]) if positions else []
+        detections = self.detector.detect(stacked_frames(batch.frames, positions)) if positions else []
         self.timings["detect_s"] += time.perf_counter() - start
         by_position = dict(zip(positions, detections))
         tracked = []
@@ -152,7 +152,7 @@ class CropProducer:
             if near and self._detection_rounds % self.full_detect_every:
                 detections = self.detector.detect_near(batch.frames[i], near)
             else:
-                detections = self.detector.detect(batch.frames[i : i + 1])[0]
+                detections = self.detector.detect(stacked_frames(batch.frames, [i]))[0]
             self._detection_rounds += 1
             self.timings["detect_s"] += time.perf_counter() - start
             tracked.append(self.tracker.update(index, detections))
@@ -213,7 +213,3 @@ class CropProducer:
             return whole_frames(frame[None], size=self.input_size)
         return crop_faces(frame, [b.box for b in boxes], size=self.input_size, margin=self.crop_margin)
 
-
-def _frame_size(frames: np.ndarray | torch.Tensor) -> tuple[int, int]:
-    """(height, width) of a batch: (N, H, W, 3) host frames or (N, 3, H, W) frames on a device."""
-    return tuple(frames.shape[2:4]) if isinstance(frames, torch.Tensor) else tuple(frames.shape[1:3])

@@ -152,7 +152,7 @@ def _open_reader(path: Path, *, info, engine, options, decoder: str) -> tuple[ob
     frame_bytes = max(1, info.width * info.height * 3)
     decode_batch = max(1, min(options.batch_size, DECODE_BATCH_BYTES // frame_bytes))
     return VideoReader(path, batch_size=decode_batch, frame_stride=options.frame_stride, info=info,
-                       threads=engine.threads.producer), notes
+                       threads=engine.threads.producer, stacked=False), notes
 
 
 def _preview_recorder(directory: Path | None, *, info, options, threads: int):

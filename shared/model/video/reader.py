@@ -128,6 +128,10 @@ class VideoReader(StreamingReader):
     `threads` caps the decoder's and the RGB conversion's own threads (0: FFmpeg picks, one per
     core and more), so decoding keeps to its share of the process's thread budget.
 
+    `stacked=False` yields each batch's frames as a tuple of (H, W, 3) arrays, each where the RGB
+    conversion wrote it, instead of copied into one (N, H, W, 3) array: 0.25–0.33 ms less a 720p
+    frame here (a tenth of the engine's decode → detect → crop stage), the same pixels.
+
     `problems` collects what went wrong while decoding (a `truncated` file, `decode_errors`);
     `frames_decoded` counts source frames decoded so far. Zero decodable frames raises
     NoDecodableFramesError at the end of iteration.
@@ -142,8 +146,10 @@ class VideoReader(StreamingReader):
         info: VideoInfo | None = None,
         max_side: int | None = None,
         threads: int = 0,
+        stacked: bool = True,
     ) -> None:
         require_positive(batch_size=batch_size, frame_stride=frame_stride, max_side=max_side)
+        self.stacked = stacked
         self.threads = max(0, int(threads))
         self.path = check_local_file(path)
         self.info = info if info is not None else probe_video(self.path)
@@ -221,13 +227,14 @@ class _BatchBuilder:
         # One reformatter for the stream: it keeps its scaler context between frames, where each
         # frame's own to_ndarray() builds a new one (measured: 690 vs 405 frames/s at 720p).
         self._reformatter = VideoReformatter()
+        self._stacked = reader.stacked
         # The conversion keeps to the decoder's share too: left at 0, swscale starts a thread per core
         # (same pixels either way; one thread measured 0.44 against 0.52 CPU ms a 720p frame here).
         self._threads = reader.threads
 
     def _new_batch(self) -> None:
         """Allocate the next batch's arrays (called lazily, so no empty batch outlives the last)."""
-        self._frames = np.empty((self._capacity, *self._shape), dtype=np.uint8)
+        self._frames = np.empty((self._capacity, *self._shape), dtype=np.uint8) if self._stacked else []
         self._indices = np.empty(self._capacity, dtype=np.int64)
         self._times = np.empty(self._capacity, dtype=np.float64)
 
@@ -250,7 +257,11 @@ class _BatchBuilder:
         rgb = self._reformatter.reformat(frame, format="rgb24", width=width, height=height,
                                          interpolation="AREA", threads=self._threads).to_ndarray()
         slot = self._count
-        self._frames[slot] = np.rot90(rgb, self._quarter_turns) if self._quarter_turns else rgb
+        upright = np.rot90(rgb, self._quarter_turns) if self._quarter_turns else rgb
+        if self._stacked:
+            self._frames[slot] = upright
+        else:  # the converter's own picture (a view that keeps it alive), made contiguous only when turned
+            self._frames.append(np.ascontiguousarray(upright) if self._quarter_turns else upright)
         self._indices[slot] = index
         self._times[slot] = time_s
         self._count += 1
@@ -261,7 +272,10 @@ class _BatchBuilder:
         if self._count == 0:
             return None
         count = self._count
-        if count == self._capacity:
+        if not self._stacked:
+            batch = FrameBatch(indices=self._indices[:count].copy(), times_s=self._times[:count].copy(),
+                               frames=tuple(self._frames))
+        elif count == self._capacity:
             batch = FrameBatch(indices=self._indices, times_s=self._times, frames=self._frames)
         else:  # the last batch: copies, so the unused rest of the buffer is not kept alive
             batch = FrameBatch(indices=self._indices[:count].copy(), times_s=self._times[:count].copy(),

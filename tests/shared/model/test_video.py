@@ -17,6 +17,7 @@ import pytest
 from shared.errors import InvalidOptionsError, NoDecodableFramesError
 from shared.files import sha256_file
 from shared.media import probe_video
+from shared.model.types import frame_size, stacked_frames
 from shared.model.video import VideoReader
 from tests.media import animated_frames, make_face_clip, write_video
 from tests.memory import PeakAnonymousMemory
@@ -80,6 +81,19 @@ def test_the_thread_budget_changes_no_pixel(clip: Path, max_side: int | None) ->
     np.testing.assert_array_equal(capped, free)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"max_side": 100}, {"frame_stride": 3}])
+def test_unstacked_batches_hold_the_same_frames(clip: Path, kwargs: dict) -> None:
+    """The engine's reader hands over each converted picture as it is (no copy into one array)."""
+    _, indices, times, frames = _read(clip, batch_size=8, **kwargs)
+    batches = list(VideoReader(clip, batch_size=8, stacked=False, **kwargs))
+    assert all(isinstance(b.frames, tuple) and len(b.frames) == len(b) for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b.indices for b in batches]), indices)
+    np.testing.assert_array_equal(np.concatenate([b.times_s for b in batches]), times)
+    np.testing.assert_array_equal(np.concatenate([stacked_frames(b.frames) for b in batches]), frames)
+    assert frame_size(batches[0].frames) == frames.shape[1:3]
+    np.testing.assert_array_equal(stacked_frames(batches[0].frames, [1, 3]), frames[[1, 3]])
+
+
 def test_frame_stride_keeps_every_kth_frame(clip: Path) -> None:
     _, _, _, every = _read(clip)
     reader, indices, times, strided = _read(clip, frame_stride=3, batch_size=4)
@@ -134,6 +148,9 @@ def test_rotation_metadata_gives_upright_frames(tmp_path: Path, clip: Path, tag:
     # Exactly the unrotated file's pixels turned clockwise by that angle...
     _, _, _, stored = _read(clip)
     np.testing.assert_array_equal(upright, np.rot90(stored, k=-clockwise // 90, axes=(1, 2)))
+    unstacked = [f for b in VideoReader(rotated, stacked=False) for f in b.frames]  # as the engine reads
+    assert all(f.flags.c_contiguous for f in unstacked)
+    np.testing.assert_array_equal(np.stack(unstacked), upright)
     # ...and what ffmpeg itself shows (it applies the display matrix on its own).
     shown = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rotated), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                            capture_output=True, check=True).stdout
