@@ -640,8 +640,8 @@ def summarize_cpu(args: argparse.Namespace, results: Results, *, weights_dir: Pa
         producer_core_s = 1.0 / stage["frames_per_s"]
         ceiling = trunk_core_s / (trunk_core_s + producer_core_s)
         print(f"      decode → detect → crop alone on one core: {stage['frames_per_s']:.1f} frames/s "
-              f"(per frame: decoding, tracking and the rest {stage['decode_ms']:.2f} ms, of which decoding to RGB "
-              f"batches alone {stage['decode_alone_ms']:.2f} ms; detection {stage['detect_ms']:.2f} ms; "
+              f"(per frame: decoding, tracking and the rest {stage['decode_ms']:.2f} ms, decoding to RGB measured "
+              f"alone {stage['decode_alone_ms']:.2f} ms; detection {stage['detect_ms']:.2f} ms; "
               f"crops {stage['crop_ms']:.2f} ms); ceiling with perfect overlap on {cores} cores: ×{ceiling:.2f} of the "
               f"trunk alone; achieved {ratio / ceiling:.0%} of that ceiling")
         # What no pipeline around this trunk can beat: decoding and detecting every frame the issue asks
