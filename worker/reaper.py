@@ -13,6 +13,9 @@ reaper's worker consumes: a reaper looks for a job's message in its lane's queue
 front queue. Several reapers may run at once (one per worker); each requeue or re-send is a
 conditional UPDATE, so only one of them sends a given job.
 
+- The retention sweeps that walk the whole store (worker/sweeps.py) run on its first pass and then
+  every RETENTION_SWEEP_EVERY_S, not after every job.
+
 - Queued jobs of the gpu lane wait for a GPU worker; once none has been alive for
   `gpu_absent_after_s` (HEARTBEAT_TIMEOUT_S: as long as a silent worker counts as lost), they move
   to the lane they would have had without one (batch items to batch, uploads to interactive), at
@@ -41,8 +44,10 @@ from shared.db import jobs
 from shared.db import lanes as lane_store
 from shared.db.session import make_engine, make_session_factory
 from shared.settings import Settings
+from shared.storage import make_store
 from worker.celery_app import ANALYZE_TASK, front_queue
 from worker import webhooks
+from worker.sweeps import RETENTION_SWEEP_EVERY_S, sweep_retention
 
 log = logging.getLogger(__name__)
 # Messages read per LRANGE while looking for jobs in a broker queue.
@@ -56,8 +61,11 @@ class Reaper:
     """Runs `reap_once` every `interval_s` until stopped."""
 
     def __init__(self, app: Celery, settings: Settings, *, interval_s: float | None = None,
-                 gpu_absent_after_s: float | None = None) -> None:
+                 gpu_absent_after_s: float | None = None, sweep_every_s: float = RETENTION_SWEEP_EVERY_S) -> None:
         self.app = app
+        self.sweep_every_s = sweep_every_s
+        self._last_sweep: float | None = None  # monotonic time of this reaper's last retention sweep
+        self._store = None  # made on the first sweep
         self.settings = settings
         self.interval_s = interval_s or reap_interval_s(min(settings.heartbeat_timeout_s,
                                                             settings.requeue_lost_after_s))
@@ -88,7 +96,20 @@ class Reaper:
         the webhooks of jobs and batches that ended unannounced and those overdue (worker.webhooks)."""
         reaped = self.requeue_stale() + self.resend_lost()
         webhooks.resend_due(app=self.app, session_factory=self._sessions, settings=self.settings)
+        self.sweep_if_due()
         return reaped
+
+    def sweep_if_due(self) -> bool:
+        """The store-wide retention sweeps (worker/sweeps.py), on this reaper's first pass and then every
+        `sweep_every_s`; whether they ran."""
+        now = time.monotonic()
+        if self._last_sweep is not None and now - self._last_sweep < self.sweep_every_s:
+            return False
+        self._last_sweep = now
+        if self._store is None:
+            self._store = make_store(self.settings)
+        sweep_retention(session_factory=self._sessions, store=self._store, settings=self.settings)
+        return True
 
     def requeue_stale(self) -> list[str]:
         """Requeue or fail the stale running jobs now; send the requeued ones to their lane's front queue.

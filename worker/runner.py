@@ -61,7 +61,7 @@ def run_job(job_id: str, *, context: WorkerContext) -> Outcome:
     if outcome in ENDED:
         announce_ended(job.id, context=context)  # its webhook (and its batch's, if it was the last item)
         _drop_checkpoints(job, context=context)
-        sweep_expired_uploads(context=context)
+        release_ended_upload(job, context=context)
     return outcome
 
 
@@ -233,36 +233,19 @@ def _store(job: Job, *, context: WorkerContext, outcome: Outcome, action: Callab
     return outcome
 
 
-def sweep_expired_uploads(*, context: WorkerContext) -> None:
-    """Remove uploads whose job ended over UPLOAD_RETENTION_DAYS ago: with the default 0, the upload of
-    the job that just ended, and any left by jobs that ended without a worker (cancelled while queued).
-    Best effort: the job's outcome is stored already, and the next job's sweep tries again."""
+def release_ended_upload(job: Job, *, context: WorkerContext) -> None:
+    """Remove the upload of the job that just ended when its retention is over already (UPLOAD_RETENTION_DAYS
+    0, and no other job still holds the same file): one lookup, whatever else the store holds. Uploads that
+    expire later, or whose job ended without a worker, are the reaper's timed sweep's (worker/sweeps.py).
+    Best effort: the job's outcome is stored already, and that sweep tries again."""
     settings = context.settings
     try:
         with context.session_factory() as session:
-            removed = retention.sweep_uploads(session=session, store=context.store,
-                                              keep_days=settings.upload_retention_days,
-                                              failed_batch_keep_days=settings.failed_batch_upload_retention_days)
+            retention.release_upload(session=session, store=context.store, stored_name=job.stored_name,
+                                     keep_days=settings.upload_retention_days,
+                                     failed_batch_keep_days=settings.failed_batch_upload_retention_days)
     except (OSError, StorageRefusedError, *TRANSIENT_ERRORS) as exc:
-        log.warning("upload retention sweep skipped: %s", exc)
-        return
-    if removed:
-        log.info("removed %d upload(s) past their retention", removed)
-    if settings.result_retention_days > 0:
-        _sweep_results(context=context)
-
-
-def _sweep_results(*, context: WorkerContext) -> None:
-    """Delete jobs (results, pictures, uploads) ended over RESULT_RETENTION_DAYS ago; best effort, as above."""
-    try:
-        with context.session_factory() as session:
-            removed = retention.sweep_results(session=session, store=context.store,
-                                              keep_days=context.settings.result_retention_days)
-    except (OSError, StorageRefusedError, *TRANSIENT_ERRORS) as exc:
-        log.warning("result retention sweep skipped: %s", exc)
-        return
-    if removed:
-        log.info("deleted %d job(s) past RESULT_RETENTION_DAYS", removed)
+        log.warning("job %s: its upload was not removed now (%s); the retention sweep will", job.id, exc)
 
 
 def _discard_attempt(job: Job, *, context: WorkerContext) -> None:

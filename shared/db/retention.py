@@ -149,6 +149,22 @@ def sweep_uploads(*, session: Session, store: FileStore, keep_days: float, now: 
     return removed
 
 
+def release_upload(*, session: Session, store: FileStore, stored_name: str, keep_days: float = 0,
+                   failed_batch_keep_days: float = 0, now: datetime | None = None) -> bool:
+    """Remove one upload if its retention has passed for every job that holds it (see `sweep_uploads`);
+    whether it was removed. What a worker does for the job it just ended: one lookup, whatever the
+    store holds, where `sweep_uploads` walks every stored upload."""
+    if not stored_name:
+        return False
+    now = now or utcnow()
+    expired = expired_uploads(session=session, stored_names=[stored_name], cutoff=now - timedelta(days=keep_days),
+                              failed_batch_cutoff=now - timedelta(days=max(keep_days, failed_batch_keep_days)))
+    if not expired:
+        return False
+    remove_upload(store=store, stored_name=stored_name)
+    return True
+
+
 def expired_uploads(*, session: Session, stored_names: Iterable[str], cutoff: datetime,
                     failed_batch_cutoff: datetime | None = None) -> list[str]:
     """Of `stored_names`, those whose jobs all ended at or before `cutoff` (failed batch items: at or

@@ -100,3 +100,30 @@ def test_transient_errors_are_retried_without_a_limit(worker_settings):
     from worker.celery_app import ANALYZE_TASK
 
     assert make_celery(worker_settings).tasks[ANALYZE_TASK].max_retries is None
+
+
+def test_the_reaper_sweeps_uploads_no_job_end_removed_on_its_first_pass_then_on_its_timer(
+        worker_settings, queue_job, db_session_factory, tmp_path):
+    """An upload whose job was cancelled while queued has no worker to remove it: the reaper's timed sweep does."""
+    video = tmp_path / "cancelled.mp4"
+    video.write_bytes(b"never analysed")
+    job_id = queue_job(video)
+    upload = worker_settings.uploads_dir / _stored_name(db_session_factory, job_id)
+    with db_session_factory() as session:
+        assert jobs.request_cancel(session=session, owner=None, job_id=job_id).status == "cancelled"
+        session.commit()
+    reaper = Reaper(make_celery(worker_settings), worker_settings, interval_s=60, sweep_every_s=3600)
+    try:
+        assert upload.exists()
+        reaper.reap_once()
+        assert not upload.exists()
+        assert not reaper.sweep_if_due()  # within the hour: no second walk
+        reaper.sweep_every_s = 0
+        assert reaper.sweep_if_due()
+    finally:
+        reaper.stop()
+
+
+def _stored_name(db_session_factory, job_id: str) -> str:
+    with db_session_factory() as session:
+        return session.get(Job, job_id).stored_name

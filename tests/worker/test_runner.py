@@ -116,3 +116,37 @@ def test_uploads_are_kept_for_the_retention_period(worker_settings, queue_job, d
         os.utime(upload, (old, old))
         assert retention.sweep_uploads(session=session, store=make_store(settings), keep_days=7, now=later) == 1
     assert not upload.exists()
+
+
+def test_a_jobs_end_removes_its_upload_without_walking_the_store(worker_settings, queue_job, db_session_factory,
+                                                                  tmp_path, monkeypatch):
+    """The end of one job looks its own upload up: it does not list every stored upload, which made an
+    overnight batch quadratic (each item's end walked every item still queued)."""
+    junk, other = tmp_path / "junk.mp4", tmp_path / "other.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    other.write_bytes(b"queued, not run")
+    job_id, waiting = queue_job(junk), queue_job(other)
+    upload = worker_settings.uploads_dir / job_row(db_session_factory, job_id).stored_name
+    waiting_upload = worker_settings.uploads_dir / job_row(db_session_factory, waiting).stored_name
+    context = worker_context(worker_settings)
+    walked = []
+    listing = context.store.list
+    monkeypatch.setattr(context.store, "list", lambda *args, **kwargs: walked.append(args) or listing(*args, **kwargs))
+
+    assert run_job(job_id, context=context) is Outcome.FAILED
+
+    assert not upload.exists() and waiting_upload.exists()
+    assert [args for args in walked if str(args[0]).startswith("uploads")] == []  # its own checkpoints only
+
+
+def test_an_upload_another_job_still_holds_stays(worker_settings, queue_job, db_session_factory, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    first, second = queue_job(junk), queue_job(junk)  # the same file: one stored upload for both
+    upload = worker_settings.uploads_dir / job_row(db_session_factory, first).stored_name
+    assert job_row(db_session_factory, second).stored_name == upload.name
+
+    assert run_job(first, context=worker_context(worker_settings)) is Outcome.FAILED
+    assert upload.exists()  # the second job has not run yet
+    assert run_job(second, context=worker_context(worker_settings)) is Outcome.FAILED
+    assert not upload.exists()
