@@ -160,14 +160,16 @@ if detector is not None and hasattr(detector, "max_side"):  # compiled for this 
     detector.detect(np.zeros((1, info.height, info.width, 3), dtype=np.uint8))
 producer = CropProducer(detector=detector, detect_every=5, full_detect_every=6, input_size=112, crop_margin=0.0,
                         frame_s=1.0 / info.fps, crop_threads=1)
-decoded = 0  # decoding to RGB batches alone (at most the first 3,600 frames)
-start = time.perf_counter()
-with VideoReader(video, batch_size=batch, info=info, threads=1, stacked=False) as alone:
-    for frame_batch in alone:
-        decoded += len(frame_batch)
-        if decoded >= 3600:
-            break
-decode_alone_ms = 1000 * (time.perf_counter() - start) / decoded
+decode_alone_ms = float("inf")  # decoding to RGB batches alone (the first 3,600 frames at most), best of two
+for _ in range(2):
+    decoded = 0
+    start = time.perf_counter()
+    with VideoReader(video, batch_size=batch, info=info, threads=1, stacked=False) as alone:
+        for frame_batch in alone:
+            decoded += len(frame_batch)
+            if decoded >= 3600:
+                break
+    decode_alone_ms = min(decode_alone_ms, 1000 * (time.perf_counter() - start) / decoded)
 frames = crops = 0
 reader = VideoReader(video, batch_size=batch, info=info, threads=1, stacked=False)
 start = time.perf_counter()
@@ -623,6 +625,10 @@ def analyze_clip(args: argparse.Namespace, clip: Path, *, key: tuple[int, float,
     return end_to_end_figures(results[key][0], results[key][2], gpu)
 
 
+RATIO_GOAL = 0.6  # issue 8: end-to-end crops/s against the trunk alone
+MIN_FPS_GOAL = 150  # issue 8: "about 190 frames/s ... (never below 150)" on a 2-core AVX-512/AMX CPU
+
+
 def summarize_cpu(args: argparse.Namespace, results: Results, *, weights_dir: Path) -> None:
     """Trunk alone and producer alone against end to end: how much of the CNN's speed reaches the user."""
     cores = os.cpu_count() or 1
@@ -650,6 +656,12 @@ def summarize_cpu(args: argparse.Namespace, results: Results, *, weights_dir: Pa
         floor = trunk_core_s / (trunk_core_s + floor_core_s)
         print(f"      the ceiling with crops, tracking, the LSTM head and all Python free (decoding and detection "
               f"only): ×{floor:.2f} of the trunk alone")
+        if precision == "auto" and args.faces == 1 and height == 720:
+            fps = result["frames_analyzed"] / (result["timings"]["total_s"] - result["timings"].get("load_s", 0.0))
+            print(f"      issue 8's goals: ×{RATIO_GOAL} of the trunk alone: {'PASS' if ratio >= RATIO_GOAL else 'MISS'} "
+                  f"(×{ratio:.2f}; this CPU's ceilings ×{ceiling:.2f} and ×{floor:.2f}); at least {MIN_FPS_GOAL} frames/s "
+                  f"on a one-face 720p30 clip (stated for 2-core AVX-512/AMX CPUs): "
+                  f"{'PASS' if fps >= MIN_FPS_GOAL else 'MISS'} ({fps:.0f})")
 
 
 def summarize_fp32(args: argparse.Namespace, results: Results) -> dict[int, float]:
