@@ -95,8 +95,8 @@ def list_batches() -> Response:
                        code="invalid_limit")
     session = get_session()
     found = batch_store.list_batches(session=session, owner=current_owner(), limit=int(raw))
-    return jsonify(batches=[batch_summary_json(b, batch_store.batch_progress(session=session, batch_id=b.id))
-                            for b in found])
+    progress = batch_store.batches_progress(session=session, batch_ids=[b.id for b in found])
+    return jsonify(batches=[batch_summary_json(b, progress[b.id]) for b in found])
 
 
 @bp.get("/<batch_id>")

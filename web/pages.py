@@ -83,8 +83,8 @@ def batches_page() -> str:
     """The owner's batches, and a form that uploads many files as one batch."""
     session = get_session()
     found = batch_store.list_batches(session=session, owner=batch_api.current_owner())
-    summaries = [batch_api.batch_summary_json(b, batch_store.batch_progress(session=session, batch_id=b.id))
-                 for b in found]
+    progress = batch_store.batches_progress(session=session, batch_ids=[b.id for b in found])
+    summaries = [batch_api.batch_summary_json(b, progress[b.id]) for b in found]
     return render_template("batches.html", batches=summaries, options=OPTION_PROPERTIES, checkpoints=_checkpoints())
 
 

@@ -247,3 +247,41 @@ def test_failed_items_are_retried_from_object_storage_and_stay_queued_when_the_b
     [item] = response.json["items"]
     assert item["status"] == "queued" and item["job_id"] not in (first, second)
     away.extensions["deepfake.db"]["engine"].dispose()
+
+
+def test_listing_batches_costs_the_same_queries_whatever_their_number(app, client, video_clip, tmp_path):
+    """The list (API and page) took each batch's progress in a query of its own: 200 batches, 200 round trips."""
+    from sqlalchemy import event
+
+    from web.db import get_engine
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    first = _create(client, name="one")
+    _add(client, first, video_clip, label="a.mp4")
+    _add(client, first, junk, label="junk.mp4")
+
+    def statements(url: str) -> tuple[int, object]:
+        seen = []
+        with app.app_context():
+            engine = get_engine()
+        listener = lambda *args: seen.append(args[2])  # noqa: E731 (statement text)
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            response = client.get(url)
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        assert response.status_code == 200
+        return len(seen), response
+
+    few, _ = statements("/api/v1/batches")
+    few_page, _ = statements("/batches")
+    for index in range(5):
+        _create(client, name=f"more {index}")
+    many, response = statements("/api/v1/batches")
+    many_page, _ = statements("/batches")
+    assert (many, many_page) == (few, few_page)
+    listed = {b["name"]: b for b in response.json["batches"]}
+    assert len(listed) == 6
+    assert listed["one"]["counts"]["queued"] == 1 and listed["one"]["counts"]["failed"] == 1
+    assert listed["more 0"]["counts"]["queued"] == 0
