@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 SECONDS_PER_DAY = 86_400
 LOOKUP_CHUNK = 500  # stored names per query: well under every database's bound-parameter limit
+# A stored upload that no job row names is on its way in (published, its job not yet committed) for
+# seconds; one this old was left behind (a crash between the two, or two jobs sharing it deleted at
+# the same moment, each leaving it to the other) and is removed.
+ORPHAN_UPLOAD_AFTER_S = SECONDS_PER_DAY
 
 
 def delete_job_with_files(*, session: Session, store: FileStore, owner: str | None, job_id: str) -> bool:
@@ -131,19 +135,25 @@ def sweep_uploads(*, session: Session, store: FileStore, keep_days: float, now: 
     "retry failed items" can run it again without the file being sent a second time.
 
     Walks the store's uploads, not the table: the store holds only the uploads still kept, so a sweep
-    costs what is retained, not every job ever run. Files of running or queued jobs, and files with no
-    job row (an upload still streaming in), are left alone.
+    costs what is retained, not every job ever run. Files of running or queued jobs are left alone, and
+    so are files no job row names (an upload on its way in) until they are ORPHAN_UPLOAD_AFTER_S old.
     """
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     failed_cutoff = (now or utcnow()) - timedelta(days=max(keep_days, failed_batch_keep_days))
-    # A file is never older than its job's end: skip the lookup for files too young to have expired.
-    young_after = time.time() - keep_days * SECONDS_PER_DAY
-    candidates = [obj.key.rsplit("/", 1)[-1] for obj in store.list(UPLOADS)
-                  if obj.modified.timestamp() <= young_after and not obj.key.rsplit("/", 1)[-1].startswith(".")]
+    # File ages are real time. A file is never older than its job's end, so one younger than `keep_days`
+    # cannot have expired; one no job names becomes an orphan at ORPHAN_UPLOAD_AFTER_S.
+    expirable_before = time.time() - keep_days * SECONDS_PER_DAY
+    orphan_before = time.time() - ORPHAN_UPLOAD_AFTER_S
+    modified = {obj.key.rsplit("/", 1)[-1]: obj.modified.timestamp() for obj in store.list(UPLOADS)}
+    candidates = [name for name, when in modified.items()
+                  if not name.startswith(".") and when <= max(expirable_before, orphan_before)]
     removed = 0
     for start in range(0, len(candidates), LOOKUP_CHUNK):
-        for name in expired_uploads(session=session, stored_names=candidates[start:start + LOOKUP_CHUNK], cutoff=cutoff,
-                                    failed_batch_cutoff=failed_cutoff):
+        chunk = candidates[start:start + LOOKUP_CHUNK]
+        named = set(session.scalars(select(Job.stored_name).where(Job.stored_name.in_(chunk))))
+        orphans = [name for name in chunk if name not in named and modified[name] <= orphan_before]
+        for name in expired_uploads(session=session, stored_names=chunk, cutoff=cutoff,
+                                    failed_batch_cutoff=failed_cutoff) + orphans:
             remove_upload(store=store, stored_name=name)
             removed += 1
     return removed

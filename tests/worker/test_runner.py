@@ -150,3 +150,21 @@ def test_an_upload_another_job_still_holds_stays(worker_settings, queue_job, db_
     assert upload.exists()  # the second job has not run yet
     assert run_job(second, context=worker_context(worker_settings)) is Outcome.FAILED
     assert not upload.exists()
+
+
+def test_an_upload_no_job_names_is_removed_once_it_is_a_day_old(worker_settings, db_session_factory):
+    """Left by a crash between publishing and committing, or by two jobs sharing it deleted at once:
+    no job will ever release it. One on its way in (seconds old) stays."""
+    from shared.db.retention import ORPHAN_UPLOAD_AFTER_S
+
+    worker_settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    arriving = worker_settings.uploads_dir / "arriving.mp4"
+    arriving.write_bytes(b"its job commits in a moment")
+    for keep_days in (0, 7):  # with uploads kept for a week too: an orphan is not a kept upload
+        orphan = worker_settings.uploads_dir / f"left-behind-{keep_days}.mp4"
+        orphan.write_bytes(b"nobody's")
+        old = time.time() - ORPHAN_UPLOAD_AFTER_S - 60
+        os.utime(orphan, (old, old))
+        with db_session_factory() as session:
+            assert retention.sweep_uploads(session=session, store=make_store(worker_settings), keep_days=keep_days) == 1
+        assert not orphan.exists() and arriving.exists()
