@@ -104,6 +104,8 @@ class Settings:
     # BATCH_IMPORT_ROOT: a server folder whose videos batches may import by path (unset: no import).
     batch_import_root: Path | None = None
     model_cache_override: Path | None = None  # MODEL_CACHE_DIR; see model_cache_dir
+    # MODEL_CACHE_KEEP_DAYS: cached models unused this long are removed when a worker starts; 0 = never.
+    model_cache_keep_days: int = 30
     engine_threads: int = 0  # ENGINE_THREADS: cores one analysing process may use; 0 = its fair share
     engine_processes: int = 1  # ENGINE_PROCESSES: analysing processes sharing this machine's cores
     # Probe-time limits on a video (shared.media.limits; 0 = no limit). Pixels, not a side, so portrait and
@@ -174,6 +176,7 @@ class Settings:
             failed_batch_upload_retention_days=max(0, _int(env, "FAILED_BATCH_UPLOAD_RETENTION_DAYS", 7)),
             batch_import_root=Path(env["BATCH_IMPORT_ROOT"]) if env.get("BATCH_IMPORT_ROOT") else None,
             model_cache_override=Path(env["MODEL_CACHE_DIR"]) if env.get("MODEL_CACHE_DIR") else None,
+            model_cache_keep_days=max(0, _int(env, "MODEL_CACHE_KEEP_DAYS", 30)),
             engine_threads=_int(env, "ENGINE_THREADS", 0),
             engine_processes=max(1, _int(env, "ENGINE_PROCESSES", 1)),
             max_video_pixels=max(0, _int(env, "MAX_VIDEO_PIXELS", 4096 * 2160)),

@@ -40,7 +40,9 @@ def default_options(settings: Settings) -> AnalysisOptions:
 
 
 def preload(settings: Settings) -> None:
-    """Load the default engine into this process's cache; log, never raise."""
+    """Remove cached models unused for MODEL_CACHE_KEEP_DAYS, then load the default engine into this
+    process's cache; log, never raise."""
+    prune_models(settings)
     try:
         engine = worker_context(settings).engine_cache.get(default_options(settings))
     except EngineError as exc:
@@ -50,3 +52,16 @@ def preload(settings: Settings) -> None:
         log.warning("could not preload the default model; jobs will load what they need", exc_info=True)
     else:
         log.info("preloaded the default model in %.1f s", engine.load_s)
+
+
+def prune_models(settings: Settings) -> None:
+    from shared.model.runtime.model_cache import prune_model_cache
+
+    try:
+        removed, freed = prune_model_cache(settings.model_cache_dir, keep_days=settings.model_cache_keep_days)
+    except OSError as exc:  # a cache folder that cannot be listed: nothing to prune here
+        log.info("model cache not pruned: %s", exc)
+        return
+    if removed:
+        log.info("removed %d cached model file(s) unused for %d days (%.0f MB)", removed,
+                 settings.model_cache_keep_days, freed / 2**20)

@@ -27,7 +27,7 @@ from shared.model.runtime import openvino_backend as ovb
 from shared.model.runtime.calibration import calibration_crops, calibration_windows
 from shared.model.runtime.devices import cpu_features, native_bf16, native_int8
 from shared.model.runtime.embedder import Embedder, Trunk
-from shared.model.runtime.model_cache import cached_ir, write_text_atomically
+from shared.model.runtime.model_cache import COMPILED_SUBDIR, cached_ir, mark_used, write_text_atomically
 from shared.model.runtime.preprocess import Preprocessor
 from shared.model.runtime.torch_backend import TorchTrunk
 from shared.model.types import Reason
@@ -37,7 +37,6 @@ BACKENDS = ("auto", "torch", "openvino")
 FP32_TOLERANCE = 1e-5
 FAST_TOLERANCE = 0.01
 CACHE_VERSION = 2  # bump when conversion, calibration or quantization settings change
-COMPILED_SUBDIR = "compiled"
 log = logging.getLogger(__name__)
 _TRUNKS: dict[tuple, Trunk] = {}
 _DELTAS: dict[tuple, float] = {}
@@ -227,9 +226,11 @@ class _CpuPlan:
 def _read_delta(path: Path) -> float | None:
     """A |Δp| measured by an earlier run (same checkpoint sha256, size and path), if recorded."""
     try:
-        return float(json.loads(path.read_text())["max_abs_delta_p"])
+        delta = float(json.loads(path.read_text())["max_abs_delta_p"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    mark_used(path)
+    return delta
 
 
 def _write_delta(path: Path, delta: float) -> None:

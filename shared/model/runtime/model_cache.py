@@ -6,6 +6,10 @@ saves it while the others wait, then they read what it wrote. Files are written 
 temporary names and renamed into place, the `.xml` last, so a reader never sees half a model;
 one that is unreadable anyway (truncated, emptied by a full disk) is built again. A cache
 folder that cannot be written only costs the conversion: the model is built and used unsaved.
+
+Reading a model marks it used (its time is set to now); `prune_model_cache`, run as a worker starts,
+removes what no process used for MODEL_CACHE_KEEP_DAYS: each checkpoint tried once otherwise left its
+converted forms (about 100 MB each in fp32) for good.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,7 +38,91 @@ def cached_ir(path: Path | None, make: Callable[[], Any]) -> Any:
         if model is None:
             model = make()
             _save(model, path)
+        else:
+            mark_used(path, path.with_suffix(".bin"))
     return model
+
+
+def mark_used(*paths: Path) -> None:
+    """Set the files' time to now, so `prune_model_cache` keeps them (best effort: a read-only cache
+    is never pruned by this process either)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
+# OpenVINO's compiled blobs (compiled_dir) are not read through here: they are pruned by age alone,
+# and one still in use is compiled again once (about a second).
+COMPILED_SUBDIR = "compiled"
+STALE_TEMPORARY_S = 86_400  # a partial file this old was left by a process that died writing it
+
+
+def prune_model_cache(folder: Path, *, keep_days: float, now: float | None = None) -> tuple[int, int]:
+    """Remove cached models, records and compiled blobs unused for `keep_days` (0: none); returns
+    (files removed, bytes freed). An entry being built (its lock held) is left alone; a model's .xml
+    goes before its .bin, so a reader never finds the one without the other."""
+    if keep_days <= 0 or not folder.is_dir():
+        return 0, 0
+    now = time.time() if now is None else now
+    cutoff = now - keep_days * 86_400
+    removed = freed = 0
+
+    def remove(path: Path) -> None:
+        nonlocal removed, freed
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            return
+        removed += 1
+        freed += size
+
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        age_limit = now - STALE_TEMPORARY_S if path.name.startswith(".") else cutoff
+        if _mtime(path) > age_limit or path.suffix in (".bin", ".lock"):
+            continue  # a model's .bin and .lock go with its .xml (below)
+        if path.suffix != ".xml":
+            remove(path)  # a .delta.json record, or a partial file left behind
+            continue
+        with _try_lock(path) as locked:
+            if locked and _mtime(path) <= cutoff:
+                remove(path)
+                remove(path.with_suffix(".bin"))
+    for path in sorted(folder.glob("*.bin")):  # a .bin whose .xml is gone: unreadable without it
+        if not path.with_suffix(".xml").exists() and _mtime(path) <= cutoff:
+            remove(path)
+    compiled = folder / COMPILED_SUBDIR
+    if compiled.is_dir():
+        for path in sorted(compiled.rglob("*")):
+            if path.is_file() and _mtime(path) <= cutoff:
+                remove(path)
+    return removed, freed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")  # gone meanwhile: nothing to remove
+
+
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool]:
+    """Whether `<path>.lock` could be taken at once (False: a process is building or reading it)."""
+    try:
+        lock = open(path.with_suffix(".lock"), "a")
+    except OSError:
+        yield False
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
 
 
 def writable_dir(path: Path | None) -> Path | None:

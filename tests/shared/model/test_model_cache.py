@@ -143,3 +143,57 @@ def test_the_engine_keeps_converted_models_in_model_cache_dir_not_beside_the_wei
     assert len(list(cache.glob("*-fp32.xml"))) == 1
     assert list((cache / "compiled").glob("*.blob"))  # OpenVINO's compiled model, imported next time
     assert [p.name for p in weights.iterdir()] == ["tiny.pt"]
+
+
+DAY = 86_400
+
+
+def _age(path: Path, days: float) -> None:
+    when = os.stat(path).st_mtime - days * DAY
+    os.utime(path, (when, when))
+
+
+def test_models_unused_past_the_keep_time_are_pruned_and_a_read_keeps_one(tmp_path):
+    """Each checkpoint once tried left its converted forms for good; now what no process read for
+    MODEL_CACHE_KEEP_DAYS goes, .xml with its .bin, and what a process reads is marked used."""
+    from shared.model.runtime.model_cache import prune_model_cache
+
+    make = Maker()
+    used, stale = tmp_path / "used.xml", tmp_path / "stale.xml"
+    cached_ir(used, make)
+    cached_ir(stale, make)
+    record = tmp_path / "stale-openvino-int8.delta.json"
+    write_text_atomically(record, "{}")
+    compiled = tmp_path / "compiled" / "1234.blob"
+    compiled.parent.mkdir()
+    compiled.write_bytes(b"blob")
+    partial = tmp_path / ".used.123.tmp.xml"  # a process died writing it
+    partial.write_bytes(b"<half")
+    for path in (used, used.with_suffix(".bin"), stale, stale.with_suffix(".bin"), record, compiled, partial):
+        _age(path, 40)
+    cached_ir(used, make)  # read today: marked used
+    assert make.calls == 2
+
+    removed, freed = prune_model_cache(tmp_path, keep_days=30)
+
+    assert used.exists() and used.with_suffix(".bin").exists()
+    assert not any(p.exists() for p in (stale, stale.with_suffix(".bin"), record, compiled, partial))
+    assert removed == 5 and freed > 1_000_000  # the stale .bin holds the 1 MiB of weights
+    np.testing.assert_array_equal(run(cached_ir(used, make)), run(small_model()))
+    assert make.calls == 2
+    assert prune_model_cache(tmp_path, keep_days=0) == (0, 0)  # 0: never pruned
+
+
+def test_a_model_being_built_is_not_pruned(tmp_path):
+    import fcntl
+
+    from shared.model.runtime.model_cache import prune_model_cache
+
+    busy = tmp_path / "busy.xml"
+    cached_ir(busy, Maker())
+    _age(busy, 40)
+    with open(busy.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a building process holds it
+        assert prune_model_cache(tmp_path, keep_days=30) == (0, 0)
+    assert busy.exists() and busy.with_suffix(".bin").exists()
+    assert prune_model_cache(tmp_path, keep_days=30)[0] == 2
