@@ -192,13 +192,17 @@ class S3Store:
 
     def download(self, key: str, path: Path) -> None:
         """Download `key` to `path` through a temporary file beside it (`.fetch-*`), renamed into place
-        once whole: a reader of `path` never sees half a file."""
+        once whole: a reader of `path` never sees half a file. The copy's mtime is the object's
+        LastModified, so every copy of one object (a refetch, another web machine's) has the same time,
+        and so the same HTTP ETag and Last-Modified when served."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
         os.close(handle)
         try:
             with self._object_errors(key):
                 self.client.download_file(self.bucket, self.object_key(key), tmp)
+                modified = self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))["LastModified"]
+            os.utime(tmp, (time.time(), modified.timestamp()))
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)

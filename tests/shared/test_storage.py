@@ -153,3 +153,21 @@ def test_throttling_and_server_errors_stay_transient(code, status):
             raise error
         except ClientError as failed:
             raise S3UploadFailedError(f"Failed to upload: {failed}")
+
+
+def test_every_copy_of_an_object_has_its_time(s3_settings, tmp_path):
+    """A fetched copy's mtime is the object's LastModified: a refetch and another web machine's copy have the
+    same time, so the artifact they serve keeps its ETag (it changed on every refetch before)."""
+    import os
+
+    web = make_store(s3_settings)
+    other = make_store(replace(s3_settings, data_dir=tmp_path / "other-web"))
+    _write(web, "artifacts/job/1/heatmap.png", b"png bytes")
+    web.publish("artifacts/job/1/heatmap.png")
+    stated = web.client.head_object(Bucket=web.bucket, Key=web.object_key("artifacts/job/1/heatmap.png"))["LastModified"]
+
+    first = os.stat(web.fetch("artifacts/job/1/heatmap.png")).st_mtime
+    web.evict("artifacts/job/1/heatmap.png")
+    again = os.stat(web.fetch("artifacts/job/1/heatmap.png")).st_mtime
+    elsewhere = os.stat(other.fetch("artifacts/job/1/heatmap.png")).st_mtime
+    assert first == again == elsewhere == stated.timestamp()

@@ -106,6 +106,21 @@ def test_a_hit_keeps_the_etag_so_a_video_can_go_on_seeking(s3_web):
     assert client.get(_url(job_id), headers={"If-None-Match": etag}).status_code == 304
 
 
+def test_a_copy_fetched_again_keeps_the_etag(s3_web):
+    """Evicted and fetched again (or fetched by another web machine), the copy has the object's time, so
+    a browser's cached copy and a video's If-Range still match."""
+    web, app, finish = s3_web
+    client = app.test_client()
+    job_id = finish(_payload(50_000, 7))
+    etag = client.get(_url(job_id)).headers["ETag"]
+    evicted = list(_files(_cache(web)))
+    assert evicted
+    for path in evicted:
+        path.unlink()
+    again = client.get(_url(job_id), headers={"If-None-Match": etag})
+    assert again.status_code == 304 and _files(_cache(web))  # fetched again, and still the same ETag
+
+
 def test_a_file_evicted_while_its_response_streams_is_delivered_whole(s3_web):
     web, app, finish = s3_web
     client = app.test_client()
