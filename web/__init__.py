@@ -30,11 +30,12 @@ def create_app(settings: Settings | None = None, *, test_config: dict[str, Any] 
     app.extensions["deepfake.settings"] = settings
     app.json.sort_keys = False  # keep documents in the order they are built: id and status first
 
-    from web import api, auth, batches, db, errors, health, metrics, pages, queue, security, storage
+    from web import api, auth, batches, db, errors, health, limits, metrics, pages, queue, security, storage
 
     db.init_app(app)
     storage.init_app(app)
     queue.init_app(app)
+    limits.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     auth.init_app(app)  # after security: a cross-site write is refused before any key is looked up

@@ -27,7 +27,7 @@ from web.context import current_owner, current_settings
 from web.db import get_session
 from web.errors import ApiError, ServiceUnavailableError
 from web.imports import candidates_from_folder, candidates_from_paths, copy_into_uploads, import_root
-from web.limits import check_active_jobs, check_rate, check_storage, check_write_allowed
+from web.limits import check_rate, check_storage, check_write_allowed, reserve
 from web.openapi import Param, operation
 from web.presenters import batch_json, batch_summary_json, contact_sheet, job_json  # noqa: F401 (pages use the summary)
 from web.queue import EnqueueError, choose_lane, enqueue_analysis
@@ -69,9 +69,9 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         raise InvalidOptionsError("name must be a string")
     webhook_url = checked_webhook_url(body.get(WEBHOOK_FIELD))
     candidates = _import_candidates(body["import"]) if body.get("import") is not None else []
-    if candidates:  # all or nothing: refused before the batch exists
-        check_active_jobs(len(candidates))
-        check_storage(sum(c.path.stat().st_size for c in candidates if c.path is not None))
+    if candidates:  # all or nothing: refused before the batch exists; reserved while the import runs
+        reserve(owner=current_owner(), jobs=len(candidates),
+                size=sum(c.path.stat().st_size for c in candidates if c.path is not None))
     session = get_session()
     # Printable characters only, as for item labels: PostgreSQL cannot store NUL in text (that was a 500)
     name = "".join(ch for ch in name if ch.isprintable()).strip()

@@ -261,3 +261,66 @@ def test_the_openapi_document_declares_the_limits(client):
         declared = paths[path]["post"]["responses"]
         assert {"413", "429"} <= set(declared), path
     assert "408" in paths["/api/v1/jobs"]["post"]["responses"]
+
+
+# --- uploads in flight ------------------------------------------------------------------------------
+def _start_stalled_upload(base: str, *, declared: int):
+    """An upload whose headers (declaring `declared` bytes) and first bytes are sent, the rest withheld:
+    the server is reading its body. Returns the open socket."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base)
+    sock = socket.create_connection((url.hostname, url.port), timeout=30)
+    boundary = "stalled-upload"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"big.mp4\"\r\n"
+            "Content-Type: video/mp4\r\n\r\n").encode()
+    sock.sendall((f"POST /api/v1/jobs HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: {declared}\r\n"
+                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode() + head + b"\0" * 1000)
+    return sock
+
+
+def _in_flight(redis_url: str, app) -> int:
+    """Reservations held in this test's deployment (its own queue base)."""
+    from shared import lanes
+
+    base = lanes.split_queue(app.config["ANALYSIS_QUEUE"])[0]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return sum(client.zcard(key) for key in client.scan_iter(f"deepfake:inflight:{base}:*"))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("change, status, code", [
+    ({"max_storage_mb_per_owner": 1}, 413, "storage_quota_exceeded"),
+    ({"max_active_jobs_per_owner": 1}, 429, "too_many_active_jobs"),
+])
+def test_uploads_in_flight_count_against_the_quotas(settings, video_clip, redis_url, task_queue, queued_tasks,
+                                                    change, status, code):
+    """Found trying the limits as an attacker would: uploads sent in parallel were each checked against the
+    same stored figures, so an owner could store many times MAX_STORAGE_MB_PER_OWNER (or queue past
+    MAX_ACTIVE_JOBS_PER_OWNER) by not waiting for one upload to finish before starting the next."""
+    from tests.conftest import wait_for
+
+    app = build_app(replace(settings, **change))
+    declared = MIB - video_clip.stat().st_size + 1  # alone it fits; with the clip it passes 1 MB
+    try:
+        with running_server(app) as base:
+            stalled = _start_stalled_upload(base, declared=declared)
+            try:
+                wait_for(lambda: _in_flight(redis_url, app) == 1, timeout=15, what="the first upload's reservation")
+                with open(video_clip, "rb") as video:
+                    refused = requests.post(f"{base}/api/v1/jobs", files={"video": ("clip.mp4", video)}, timeout=30)
+            finally:
+                stalled.close()  # the first upload is abandoned: its reservation ends with its request
+            assert refused.status_code == status, refused.text
+            assert refused.json()["error"]["code"] == code
+            assert "being uploaded" in refused.text or "in progress" in refused.text  # it says why
+            wait_for(lambda: _in_flight(redis_url, app) == 0, timeout=30, what="the abandoned upload's reservation to end")
+            with open(video_clip, "rb") as video:
+                accepted = requests.post(f"{base}/api/v1/jobs", files={"video": ("clip.mp4", video)}, timeout=30)
+            assert accepted.status_code == 202, accepted.text
+    finally:
+        app.extensions["deepfake.db"]["engine"].dispose()
+    assert _in_flight(redis_url, app) == 0 and len(queued_tasks()) == 1
