@@ -66,6 +66,7 @@ class Reaper:
         self.sweep_every_s = sweep_every_s
         self._last_sweep: float | None = None  # monotonic time of this reaper's last retention sweep
         self._store = None  # made on the first sweep
+        self._orphans: dict[str, float] = {}  # uploads no job names, with when a sweep first saw them
         self.settings = settings
         self.interval_s = interval_s or reap_interval_s(min(settings.heartbeat_timeout_s,
                                                             settings.requeue_lost_after_s))
@@ -108,7 +109,8 @@ class Reaper:
         self._last_sweep = now
         if self._store is None:
             self._store = make_store(self.settings)
-        sweep_retention(session_factory=self._sessions, store=self._store, settings=self.settings)
+        sweep_retention(session_factory=self._sessions, store=self._store, settings=self.settings,
+                        orphans=self._orphans)
         return True
 
     def requeue_stale(self) -> list[str]:

@@ -23,13 +23,16 @@ log = logging.getLogger(__name__)
 RETENTION_SWEEP_EVERY_S = 600.0
 
 
-def sweep_retention(*, session_factory: sessionmaker[Session], store: FileStore, settings: Settings) -> None:
-    """Remove uploads past UPLOAD_RETENTION_DAYS and delete jobs past RESULT_RETENTION_DAYS. Best effort:
-    a store or database outage is logged and the next sweep tries again."""
+def sweep_retention(*, session_factory: sessionmaker[Session], store: FileStore, settings: Settings,
+                    orphans: dict[str, float] | None = None) -> None:
+    """Remove uploads past UPLOAD_RETENTION_DAYS (and orphans: `retention.sweep_uploads`, whose `orphans`
+    the caller keeps between sweeps) and delete jobs past RESULT_RETENTION_DAYS. Best effort: a store or
+    database outage is logged and the next sweep tries again."""
     try:
         with session_factory() as session:
             removed = retention.sweep_uploads(session=session, store=store, keep_days=settings.upload_retention_days,
-                                              failed_batch_keep_days=settings.failed_batch_upload_retention_days)
+                                              failed_batch_keep_days=settings.failed_batch_upload_retention_days,
+                                              orphans=orphans)
     except (OSError, StorageRefusedError, *TRANSIENT_ERRORS) as exc:
         log.warning("upload retention sweep skipped: %s", exc)
         return

@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 SECONDS_PER_DAY = 86_400
 LOOKUP_CHUNK = 500  # stored names per query: well under every database's bound-parameter limit
-# A stored upload that no job row names is on its way in (published, its job not yet committed) for
-# seconds; one this old was left behind (a crash between the two, or two jobs sharing it deleted at
-# the same moment, each leaving it to the other) and is removed.
+# A stored upload that no job row names is on its way in (being received or imported, or published
+# with its job not yet committed) for seconds to minutes; one left behind (a crash in between, or two
+# jobs sharing it deleted at the same moment, each leaving it to the other) is removed once it is this
+# old AND a sweep first saw it unnamed this long ago: an import's hard link keeps its source's old
+# time, so the file's age alone would take an upload that is still arriving.
 ORPHAN_UPLOAD_AFTER_S = SECONDS_PER_DAY
+ORPHAN_CONFIRM_S = 3600
 
 
 def delete_job_with_files(*, session: Session, store: FileStore, owner: str | None, job_id: str) -> bool:
@@ -128,34 +131,49 @@ def remove_upload(*, store: FileStore, stored_name: str) -> None:
 
 
 def sweep_uploads(*, session: Session, store: FileStore, keep_days: float, now: datetime | None = None,
-                  failed_batch_keep_days: float = 0) -> int:
+                  failed_batch_keep_days: float = 0, orphans: dict[str, float] | None = None) -> int:
     """Remove uploads whose job ended more than `keep_days` ago (0: as soon as it ended); returns how many.
 
     A failed batch item keeps its upload for at least `failed_batch_keep_days`, so the batch's
     "retry failed items" can run it again without the file being sent a second time.
 
     Walks the store's uploads, not the table: the store holds only the uploads still kept, so a sweep
-    costs what is retained, not every job ever run. Files of running or queued jobs are left alone, and
-    so are files no job row names (an upload on its way in) until they are ORPHAN_UPLOAD_AFTER_S old.
+    costs what is retained, not every job ever run. Files of running or queued jobs are left alone.
+
+    `orphans` carries from one sweep to the next when each upload that no job names was first seen
+    unnamed (time.time()); one ORPHAN_UPLOAD_AFTER_S old and still unnamed ORPHAN_CONFIRM_S after that
+    is removed (see ORPHAN_UPLOAD_AFTER_S). None: such files are left alone.
     """
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     failed_cutoff = (now or utcnow()) - timedelta(days=max(keep_days, failed_batch_keep_days))
     # File ages are real time. A file is never older than its job's end, so one younger than `keep_days`
-    # cannot have expired; one no job names becomes an orphan at ORPHAN_UPLOAD_AFTER_S.
-    expirable_before = time.time() - keep_days * SECONDS_PER_DAY
-    orphan_before = time.time() - ORPHAN_UPLOAD_AFTER_S
+    # cannot have expired; one no job names is an orphan only past ORPHAN_UPLOAD_AFTER_S.
+    started = time.time()
+    expirable_before = started - keep_days * SECONDS_PER_DAY
+    orphan_before = started - ORPHAN_UPLOAD_AFTER_S if orphans is not None else float("-inf")
     modified = {obj.key.rsplit("/", 1)[-1]: obj.modified.timestamp() for obj in store.list(UPLOADS)}
     candidates = [name for name, when in modified.items()
                   if not name.startswith(".") and when <= max(expirable_before, orphan_before)]
+    unnamed: set[str] = set()
     removed = 0
     for start in range(0, len(candidates), LOOKUP_CHUNK):
         chunk = candidates[start:start + LOOKUP_CHUNK]
-        named = set(session.scalars(select(Job.stored_name).where(Job.stored_name.in_(chunk))))
-        orphans = [name for name in chunk if name not in named and modified[name] <= orphan_before]
-        for name in expired_uploads(session=session, stored_names=chunk, cutoff=cutoff,
-                                    failed_batch_cutoff=failed_cutoff) + orphans:
+        expired = expired_uploads(session=session, stored_names=chunk, cutoff=cutoff, failed_batch_cutoff=failed_cutoff)
+        if orphans is not None:
+            named = set(session.scalars(select(Job.stored_name).where(Job.stored_name.in_(chunk))))
+            unnamed.update(name for name in chunk if name not in named and modified[name] <= orphan_before)
+        for name in expired:
             remove_upload(store=store, stored_name=name)
             removed += 1
+    if orphans is not None:
+        for name in list(orphans):  # named since, or gone
+            if name not in unnamed:
+                del orphans[name]
+        for name in sorted(unnamed):
+            if started - orphans.setdefault(name, started) >= ORPHAN_CONFIRM_S:
+                remove_upload(store=store, stored_name=name)
+                del orphans[name]
+                removed += 1
     return removed
 
 

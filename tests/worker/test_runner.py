@@ -154,8 +154,9 @@ def test_an_upload_another_job_still_holds_stays(worker_settings, queue_job, db_
 
 def test_an_upload_no_job_names_is_removed_once_it_is_a_day_old(worker_settings, db_session_factory):
     """Left by a crash between publishing and committing, or by two jobs sharing it deleted at once:
-    no job will ever release it. One on its way in (seconds old) stays."""
-    from shared.db.retention import ORPHAN_UPLOAD_AFTER_S
+    no job will ever release it. One on its way in (seconds old) stays; so does an old-timed one first
+    seen unnamed just now (an import's hard link keeps its source's time while it is hashed and probed)."""
+    from shared.db.retention import ORPHAN_CONFIRM_S, ORPHAN_UPLOAD_AFTER_S
 
     worker_settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     arriving = worker_settings.uploads_dir / "arriving.mp4"
@@ -165,6 +166,11 @@ def test_an_upload_no_job_names_is_removed_once_it_is_a_day_old(worker_settings,
         orphan.write_bytes(b"nobody's")
         old = time.time() - ORPHAN_UPLOAD_AFTER_S - 60
         os.utime(orphan, (old, old))
+        seen: dict[str, float] = {}
         with db_session_factory() as session:
-            assert retention.sweep_uploads(session=session, store=make_store(worker_settings), keep_days=keep_days) == 1
-        assert not orphan.exists() and arriving.exists()
+            store = make_store(worker_settings)
+            assert retention.sweep_uploads(session=session, store=store, keep_days=keep_days, orphans=seen) == 0
+            assert orphan.exists() and set(seen) == {orphan.name}  # first seen unnamed: not yet
+            seen[orphan.name] -= ORPHAN_CONFIRM_S  # a sweep an hour later finds it still unnamed
+            assert retention.sweep_uploads(session=session, store=store, keep_days=keep_days, orphans=seen) == 1
+        assert not orphan.exists() and arriving.exists() and seen == {}
