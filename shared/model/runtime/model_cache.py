@@ -77,21 +77,22 @@ def prune_model_cache(folder: Path, *, keep_days: float, now: float | None = Non
         removed += 1
         freed += size
 
-    for path in sorted(folder.iterdir()):
-        if not path.is_file():
+    for path in sorted(folder.iterdir()):  # x.bin sorts before x.xml: a pair goes with its .xml
+        if not path.is_file() or path.suffix == ".lock":
             continue
-        age_limit = now - STALE_TEMPORARY_S if path.name.startswith(".") else cutoff
-        if _mtime(path) > age_limit or path.suffix in (".bin", ".lock"):
-            continue  # a model's .bin and .lock go with its .xml (below)
-        if path.suffix != ".xml":
-            remove(path)  # a .delta.json record, or a partial file left behind
-            continue
-        with _try_lock(path) as locked:
-            if locked and _mtime(path) <= cutoff:
+        if path.name.startswith("."):  # a partial file (`_temporary`) of a process that died writing it
+            if _mtime(path) <= now - STALE_TEMPORARY_S:
                 remove(path)
-                remove(path.with_suffix(".bin"))
-    for path in sorted(folder.glob("*.bin")):  # a .bin whose .xml is gone: unreadable without it
-        if not path.with_suffix(".xml").exists() and _mtime(path) <= cutoff:
+        elif path.suffix == ".xml":
+            if _mtime(path) <= cutoff:
+                with _try_lock(path) as locked:
+                    if locked and _mtime(path) <= cutoff:  # not marked used while we waited for nothing
+                        remove(path)
+                        remove(path.with_suffix(".bin"))
+        elif path.suffix == ".bin":  # only an orphan here: unreadable without its .xml
+            if not path.with_suffix(".xml").exists() and _mtime(path) <= cutoff:
+                remove(path)
+        elif _mtime(path) <= cutoff:  # a .delta.json record
             remove(path)
     compiled = folder / COMPILED_SUBDIR
     if compiled.is_dir():

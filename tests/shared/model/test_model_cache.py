@@ -178,6 +178,7 @@ def test_models_unused_past_the_keep_time_are_pruned_and_a_read_keeps_one(tmp_pa
 
     assert used.exists() and used.with_suffix(".bin").exists()
     assert not any(p.exists() for p in (stale, stale.with_suffix(".bin"), record, compiled, partial))
+    assert not partial.with_suffix(".lock").exists()  # a partial file is removed, never locked like a model
     assert removed == 5 and freed > 1_000_000  # the stale .bin holds the 1 MiB of weights
     np.testing.assert_array_equal(run(cached_ir(used, make)), run(small_model()))
     assert make.calls == 2
