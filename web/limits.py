@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-
 import uuid
 from dataclasses import dataclass
 
@@ -217,14 +216,15 @@ def _reserve_in_redis(*, owner: str, jobs: int, size: int, job_limit: int, byte_
     except RedisError as exc:
         log.warning("quota reservations not used: Redis unreachable (%s: %s)", type(exc).__name__, exc)
         return False
+    # The script dropped the replaced reservation whatever its verdict, and added this one only if it passed.
     held = [r for r in g.get(_RESERVATIONS, []) if r is not replacing]
+    if int(verdict) == 1:
+        held.append(_Reservation(key=key, member=member, owner=owner, jobs=jobs))
+    setattr(g, _RESERVATIONS, held)
     if int(verdict) == 0:
-        g.setdefault(_RESERVATIONS, [])[:] = held
         _active_refused(active=active, in_flight=int(others_jobs), limit=job_limit)
     if int(verdict) == -1:
-        g.setdefault(_RESERVATIONS, [])[:] = held
         _storage_refused(stored=stored, in_flight=int(others_bytes), new_bytes=size, limit_mb=byte_limit // MIB)
-    g.setdefault(_RESERVATIONS, [])[:] = held + [_Reservation(key=key, member=member, owner=owner, jobs=jobs)]
     return True
 
 

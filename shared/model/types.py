@@ -49,8 +49,7 @@ def stacked_frames(frames, positions: list[int] | None = None):
     """A batch's `frames` (any form FrameBatch allows, or a device batch's tensor) at `positions`
     (all: None) as one (M, H, W, 3) array, or as an (M, 3, H, W) tensor where they were decoded."""
     if isinstance(frames, tuple):
-        chosen = frames if positions is None else [frames[i] for i in positions]
-        return np.stack(chosen) if chosen else np.empty((0, 0, 0, 3), dtype=np.uint8)
+        return np.stack(frames if positions is None else [frames[i] for i in positions])
     return frames if positions is None else frames[positions]
 
 
